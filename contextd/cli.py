@@ -1,0 +1,178 @@
+"""The ``contextd`` command. The only module that prints or chooses exit codes.
+
+Exit codes: 0 success; 1 a runtime failure (state database unusable); 2 bad arguments, bad
+settings or an unreadable Claude Code directory, always with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+import orjson
+
+from contextd import __version__
+from contextd.config import Settings, load_settings
+from contextd.errors import ConfigError, ContextdError
+from contextd.ingest.discovery import claude_roots, transcript_files
+from contextd.ingest.scanner import ScanResult, TranscriptIngestor
+from contextd.models import SessionSnapshot
+from contextd.sessions import SessionManager
+from contextd.store import Store
+from contextd.views import session_view, threshold_state
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    parser.add_argument("--db", type=Path, metavar="PATH", help="state database (SQLite)")
+    parser.add_argument(
+        "--config-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="Claude Code config dir to scan (repeatable or comma-separated; "
+        "default: $CLAUDE_CONFIG_DIR, ~/.claude, ~/.config/claude)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="contextd", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"contextd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    scan = sub.add_parser("scan", help="ingest new transcript lines once and exit")
+    _common(scan)
+    sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
+    _common(sessions)
+    sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.db is not None:
+        settings = replace(settings, db=args.db)
+    if args.config_dir:
+        settings = replace(settings, config_dirs=tuple(args.config_dir))
+    return settings
+
+
+def _scan(settings: Settings) -> tuple[Store, ScanResult]:
+    roots = claude_roots(settings.config_dirs)
+    store = Store(settings.db)
+    manager = SessionManager(settings.engine, next_seq=store.next_seq())
+    ingestor = TranscriptIngestor.open(store, manager, max_line=settings.max_line_bytes)
+    result = ingestor.scan(transcript_files(roots))
+    return store, result
+
+
+def _write(data: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{int(seconds)}s ago"
+    if seconds < 5400:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 172800:
+        return f"{int(seconds // 3600)}h ago"
+    return f"{int(seconds // 86400)}d ago"
+
+
+def _tokens(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(n)
+
+
+def _table(rows: Sequence[SessionSnapshot], settings: Settings) -> str:
+    now = time.time()
+    header = ("SESSION", "PROJECT", "MODEL", "CONTEXT", "USE%", "STATE", "CKPT", "SAVED",
+              "TOKENS", "STATUS", "LAST")  # fmt: skip
+    lines = [header]
+    lines.extend(
+        (
+            s.session_id[:8], (s.project or "-")[:24], (s.model or "-")[:26],
+            f"{_tokens(s.context_tokens)}/{_tokens(s.window_tokens)}", f"{s.percent:.1f}",
+            threshold_state(s, settings.engine).upper(), str(s.checkpoints),
+            _tokens(s.tokens_saved), _tokens(s.tokens.total), s.status.value,
+            _ago(max(0.0, now - s.last_activity)),
+        )
+        for s in rows
+    )  # fmt: skip
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in lines)  # fmt: skip
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store, result = _scan(settings)
+    counters = store.counters()
+    sessions = store.sessions()
+    store.close()
+    summary = {
+        "files": result.files,
+        "files_read": result.files_read,
+        "lines": result.lines,
+        "file_resets": result.resets,
+        "seconds": round(result.seconds, 3),
+        "sessions": len(sessions),
+        "live_sessions": sum(1 for s in sessions if s.live),
+        "malformed_lines_total": counters.get("transcript_malformed", 0),
+        "oversize_lines_total": counters.get("transcript_oversize", 0),
+    }
+    if args.json:
+        _write(summary)
+    else:
+        sys.stdout.write(
+            f"scanned {result.files} files ({result.files_read} with new lines), "
+            f"{result.lines} lines in {result.seconds:.2f}s; {summary['sessions']} sessions, "
+            f"{summary['live_sessions']} live\n"
+        )
+    return 0
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store, _ = _scan(settings)
+    rows = store.sessions(live_only=not args.all)
+    store.close()
+    if args.json:
+        _write([session_view(s, settings.engine) for s in rows])
+    elif rows:
+        sys.stdout.write(_table(rows, settings) + "\n")
+    else:
+        sys.stdout.write("no live sessions (use --all to include ended and expired ones)\n"
+                         if not args.all else "no sessions found\n")  # fmt: skip
+    return 0
+
+
+_COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        sys.stderr.write(f"contextd: error: {exc}\n")
+        return 2
+    except ContextdError as exc:
+        sys.stderr.write(f"contextd: error: {exc}\n")
+        return 1
+    except BrokenPipeError:
+        return 0

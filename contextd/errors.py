@@ -1,0 +1,40 @@
+"""The exceptions contextd raises on purpose.
+
+::
+
+    ContextdError                 base of everything below
+    ├── ConfigError               bad settings, option or environment value (CLI exit 2)
+    │   └── ConfigDirError        a transcript root that does not exist or cannot be read
+    ├── StoreError                the SQLite store cannot be opened, migrated or written
+    │   └── SchemaVersionError    the database was written by a newer contextd
+    └── TranscriptError           a transcript file cannot be read (not: a bad line, which is
+                                  counted and skipped, never raised)
+
+Library code raises these; only ``contextd.cli`` turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+
+class ContextdError(Exception):
+    """Base class of every error contextd raises deliberately."""
+
+
+class ConfigError(ContextdError):
+    """A setting, option or environment value is invalid."""
+
+
+class ConfigDirError(ConfigError):
+    """A configured Claude Code directory does not exist or cannot be read."""
+
+
+class StoreError(ContextdError):
+    """The state database cannot be opened, migrated or written."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is newer than this contextd understands."""
+
+
+class TranscriptError(ContextdError):
+    """A transcript file cannot be opened or read."""

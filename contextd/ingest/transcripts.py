@@ -1,0 +1,256 @@
+"""Claude Code transcript lines → observations.
+
+Rules (see shared/reference/claude-code-formats.md §1-2):
+
+* Only top-level ``assistant`` lines carry usage. ``progress`` lines embed copies of sub-agent
+  messages with usage and are skipped whole; ``<synthetic>`` and API-error lines count as
+  activity only.
+* One response is split over several lines with the same ``(message.id, requestId)``; the
+  :class:`~contextd.ledger.ResponseLedger` counts it once and adds any growth of
+  ``output_tokens``.
+* Context = ``input + cache_creation + cache_read`` of the last main-chain response; when
+  ``usage.iterations`` is present, of its last ``message``/``fallback_message`` iteration.
+  Lines from sub-agent files or with ``isSidechain: true`` count towards the session's tokens but
+  never its context.
+* ``system``/``compact_boundary`` → a checkpoint (``preTokens``, ``postTokens`` when present),
+  counted once per boundary ``uuid`` (forked sessions copy the boundary line).
+* A line that is not valid UTF-8 JSON, or not an object, is counted as malformed and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePath
+
+import orjson
+
+from contextd.events import Activity, Compaction, Observation, Origin, Response
+from contextd.ledger import ResponseLedger, ledger_key, response_key
+from contextd.models import ZERO_TOKENS, TokenCounts
+
+SYNTHETIC_MODEL = "<synthetic>"
+_NOT_CONTEXT_ITERATIONS = frozenset({"compaction", "advisor_message"})
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFile:
+    """What a transcript's path says about its lines."""
+
+    path: str
+    session_hint: str | None
+    sidechain: bool
+
+    @classmethod
+    def from_path(cls, path: str) -> TranscriptFile:
+        """Derive the session and kind from ``…/<session>.jsonl`` or ``…/<session>/subagents/…``."""
+        parts = PurePath(path).parts
+        stem = PurePath(path).stem
+        if "subagents" in parts:
+            idx = len(parts) - 1 - parts[::-1].index("subagents")
+            return cls(path, parts[idx - 1] if idx > 0 else None, sidechain=True)
+        if stem.startswith("agent-"):
+            return cls(path, None, sidechain=True)  # pre-2.1.2 flat sub-agent file
+        return cls(path, stem, sidechain=False)
+
+
+@dataclass(slots=True)
+class ParseStats:
+    """Counters of what the parser saw; persisted and exported by the adapters."""
+
+    lines: int = 0
+    blank: int = 0
+    malformed: int = 0
+    oversize: int = 0
+    responses: int = 0
+    checkpoints: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+
+def parse_timestamp(value: object) -> float | None:
+    """ISO-8601 (``…Z`` or with offset) → POSIX seconds; None when absent or invalid."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_counts(usage: dict[str, object]) -> TokenCounts:
+    """Token counts of an API ``usage`` object; missing or invalid counts are 0."""
+    creation = _count(usage.get("cache_creation_input_tokens"))
+    nested = usage.get("cache_creation")
+    if isinstance(nested, dict):
+        creation = max(creation, sum(_count(v) for v in nested.values()))
+    return TokenCounts(
+        input=_count(usage.get("input_tokens")),
+        output=_count(usage.get("output_tokens")),
+        cache_creation=creation,
+        cache_read=_count(usage.get("cache_read_input_tokens")),
+    )
+
+
+def context_of(usage: dict[str, object], counts: TokenCounts) -> int:
+    """The context size a response reports, with Claude Code's ``iterations`` refinement."""
+    iterations = usage.get("iterations")
+    if counts.context == 0 or not isinstance(iterations, list):
+        return counts.context
+    for item in reversed(iterations):
+        if isinstance(item, dict) and item.get("type") not in _NOT_CONTEXT_ITERATIONS:
+            return (
+                _count(item.get("input_tokens"))
+                + _count(item.get("cache_creation_input_tokens"))
+                + _count(item.get("cache_read_input_tokens"))
+            )
+    return counts.context
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class TranscriptParser:
+    """Turns raw transcript lines into observations. No I/O; the ledger is injected."""
+
+    def __init__(self, ledger: ResponseLedger, stats: ParseStats | None = None) -> None:
+        self.ledger = ledger
+        self.stats = stats or ParseStats()
+
+    def oversize(self) -> None:
+        """Record a line the reader skipped for being over the size cap."""
+        self.stats.lines += 1
+        self.stats.oversize += 1
+        self.stats.reject("oversize")
+
+    def parse(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+        stats = self.stats
+        stats.lines += 1
+        if not raw.strip():
+            stats.blank += 1
+            return []
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            stats.malformed += 1
+            stats.reject("invalid_json")
+            return []
+        if not isinstance(entry, dict):
+            stats.malformed += 1
+            stats.reject("not_an_object")
+            return []
+        kind = entry.get("type")
+        if kind == "progress":
+            return []
+        session_id = _str(entry.get("sessionId")) or file.session_hint
+        at = parse_timestamp(entry.get("timestamp"))
+        if session_id is None or at is None:
+            return []  # bookkeeping lines (snapshots, summaries) place nothing in time
+        cwd = entry.get("cwd")
+        origin = (
+            Origin(
+                cwd=cwd,
+                git_branch=_str(entry.get("gitBranch")),
+                version=_str(entry.get("version")),
+                entrypoint=_str(entry.get("entrypoint")),
+            )
+            if isinstance(cwd, str)
+            else None
+        )
+        sidechain = file.sidechain or entry.get("isSidechain") is True
+        if kind == "assistant":
+            return [self._assistant(entry, session_id, at, origin, sidechain)]
+        if kind == "system" and entry.get("subtype") == "compact_boundary" and not sidechain:
+            return [self._boundary(entry, session_id, at, origin)]
+        return [Activity(session_id, at, origin)]
+
+    def _assistant(
+        self,
+        entry: dict[str, object],
+        session_id: str,
+        at: float,
+        origin: Origin | None,
+        sidechain: bool,
+    ) -> Observation:
+        message = entry.get("message")
+        if not isinstance(message, dict):
+            self.stats.malformed += 1
+            self.stats.reject("bad_message")
+            return Activity(session_id, at, origin)
+        model = message.get("model")
+        usage = message.get("usage")
+        if (
+            not isinstance(model, str)
+            or model == SYNTHETIC_MODEL
+            or entry.get("isApiErrorMessage") is True
+            or not isinstance(usage, dict)
+        ):
+            return Activity(session_id, at, origin)
+        counts = usage_counts(usage)
+        key = response_key(_str(message.get("id")), _str(entry.get("requestId")))
+        counted = self.ledger.count(key, session_id, counts)
+        tool_calls = 0
+        content = message.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    tool_id = _str(block.get("id"))
+                    if tool_id is None or self.ledger.first_sighting(tool_id, session_id):
+                        tool_calls += 1
+        if counted is None:
+            if tool_calls:
+                return Response(
+                    session_id, at, model, ZERO_TOKENS, 0, not sidechain, False, tool_calls, origin
+                )
+            return Activity(session_id, at, origin)
+        if counted.new_response:
+            self.stats.responses += 1
+        return Response(
+            session_id=counted.session_id,
+            at=at,
+            model=model,
+            usage=counted.usage,
+            context_tokens=context_of(usage, counts),
+            main_chain=not sidechain,
+            new_response=counted.new_response,
+            tool_calls=tool_calls,
+            origin=origin if counted.session_id == session_id else None,
+        )
+
+    def _boundary(
+        self, entry: dict[str, object], session_id: str, at: float, origin: Origin | None
+    ) -> Observation:
+        uuid = _str(entry.get("uuid"))
+        if uuid is not None and not self.ledger.first_sighting(f"compact:{uuid}", session_id):
+            return Activity(session_id, at, origin)
+        meta = entry.get("compactMetadata")
+        meta = meta if isinstance(meta, dict) else {}
+        post = meta.get("postTokens")
+        trigger = meta.get("trigger")
+        self.stats.checkpoints += 1
+        return Compaction(
+            session_id=session_id,
+            at=at,
+            trigger=trigger if isinstance(trigger, str) else "unknown",
+            pre_tokens=_count(meta.get("preTokens")),
+            post_tokens=post if isinstance(post, int) and not isinstance(post, bool) else None,
+            origin=origin,
+        )
+
+
+__all__ = [
+    "ParseStats",
+    "TranscriptFile",
+    "TranscriptParser",
+    "context_of",
+    "ledger_key",
+    "parse_timestamp",
+    "usage_counts",
+]

@@ -1,0 +1,477 @@
+"""The session engine: pure state, injected time, immutable snapshots out.
+
+:class:`SessionManager` takes observations (:mod:`contextd.events`) with the current time and
+keeps, per session: context tokens, window, percent, threshold crossings, checkpoints and tokens
+saved, token totals, status, and a bounded buffer of recent events. It does no I/O. Adapters
+persist what :meth:`SessionManager.drain` hands them and rebuild the engine with
+:meth:`SessionManager.adopt`.
+
+Threshold rule: each threshold counts once per upward crossing; it re-arms when usage drops
+below it or when a checkpoint is recorded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from contextd.events import Activity, Compaction, Observation, Origin, Response
+from contextd.models import (
+    ZERO_TOKENS,
+    EventKind,
+    ModelUsage,
+    SessionEvent,
+    SessionSnapshot,
+    SessionStatus,
+    TokenCounts,
+    WindowSource,
+)
+from contextd.windows import promoted_window, window_for_model
+
+_WINDOW_RANK = {
+    WindowSource.CONFIG: 0,
+    WindowSource.MODEL: 1,
+    WindowSource.OBSERVED: 2,
+    WindowSource.STATUSLINE: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Tunables of the session engine (times in seconds)."""
+
+    warn_percent: float = 70.0
+    critical_percent: float = 90.0
+    idle_after: float = 300.0
+    expire_after: float = 3600.0
+    default_window: int = 200_000
+    session_events: int = 500
+    global_events: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn_percent < self.critical_percent <= 100:
+            msg = "thresholds must satisfy 0 < warn < critical <= 100"
+            raise ValueError(msg)
+        if not 0 < self.idle_after <= self.expire_after:
+            msg = "idle_after must be positive and not above expire_after"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed since the last :meth:`SessionManager.drain`: to be persisted together."""
+
+    sessions: tuple[SessionSnapshot, ...]
+    events: tuple[SessionEvent, ...]
+
+
+def project_name(cwd: str | None) -> str | None:
+    """The display name of a project: the last component of its directory (POSIX or Windows)."""
+    if not cwd:
+        return None
+    trimmed = cwd.rstrip("/\\")
+    if not trimmed:
+        return cwd
+    return trimmed.replace("\\", "/").rsplit("/", 1)[-1] or trimmed
+
+
+@dataclass(slots=True)
+class _Session:
+    """Mutable working state of one session; frozen into a :class:`SessionSnapshot`."""
+
+    session_id: str
+    status: SessionStatus
+    started_at: float
+    last_activity: float
+    project: str | None = None
+    cwd: str | None = None
+    model: str | None = None
+    git_branch: str | None = None
+    version: str | None = None
+    entrypoint: str | None = None
+    ended_at: float | None = None
+    end_reason: str | None = None
+    context_tokens: int = 0
+    context_at: float | None = None
+    window_tokens: int = 200_000
+    window_source: WindowSource = WindowSource.CONFIG
+    tokens: TokenCounts = ZERO_TOKENS
+    sidechain_tokens: TokenCounts = ZERO_TOKENS
+    by_model: dict[str, tuple[TokenCounts, int]] = field(default_factory=dict)
+    responses: int = 0
+    tool_calls: int = 0
+    warn_crossings: int = 0
+    critical_crossings: int = 0
+    warn_armed: bool = True
+    critical_armed: bool = True
+    peak_percent: float = 0.0
+    checkpoints: int = 0
+    tokens_saved: int = 0
+    pending_checkpoint: int | None = None
+    events: deque[SessionEvent] = field(default_factory=deque)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.context_tokens / self.window_tokens if self.window_tokens > 0 else 0.0
+
+    def freeze(self) -> SessionSnapshot:
+        return SessionSnapshot(
+            session_id=self.session_id,
+            status=self.status,
+            started_at=self.started_at,
+            last_activity=self.last_activity,
+            project=self.project,
+            cwd=self.cwd,
+            model=self.model,
+            git_branch=self.git_branch,
+            version=self.version,
+            entrypoint=self.entrypoint,
+            ended_at=self.ended_at,
+            end_reason=self.end_reason,
+            context_tokens=self.context_tokens,
+            context_at=self.context_at,
+            window_tokens=self.window_tokens,
+            window_source=self.window_source,
+            tokens=self.tokens,
+            sidechain_tokens=self.sidechain_tokens,
+            by_model=tuple(
+                ModelUsage(model, tokens, count)
+                for model, (tokens, count) in sorted(self.by_model.items())
+            ),
+            responses=self.responses,
+            tool_calls=self.tool_calls,
+            warn_crossings=self.warn_crossings,
+            critical_crossings=self.critical_crossings,
+            warn_armed=self.warn_armed,
+            critical_armed=self.critical_armed,
+            peak_percent=self.peak_percent,
+            checkpoints=self.checkpoints,
+            tokens_saved=self.tokens_saved,
+            pending_checkpoint=self.pending_checkpoint,
+        )
+
+    @classmethod
+    def thaw(cls, snap: SessionSnapshot, events: Iterable[SessionEvent], maxlen: int) -> _Session:
+        return cls(
+            session_id=snap.session_id,
+            status=snap.status,
+            started_at=snap.started_at,
+            last_activity=snap.last_activity,
+            project=snap.project,
+            cwd=snap.cwd,
+            model=snap.model,
+            git_branch=snap.git_branch,
+            version=snap.version,
+            entrypoint=snap.entrypoint,
+            ended_at=snap.ended_at,
+            end_reason=snap.end_reason,
+            context_tokens=snap.context_tokens,
+            context_at=snap.context_at,
+            window_tokens=snap.window_tokens,
+            window_source=snap.window_source,
+            tokens=snap.tokens,
+            sidechain_tokens=snap.sidechain_tokens,
+            by_model={m.model: (m.tokens, m.responses) for m in snap.by_model},
+            responses=snap.responses,
+            tool_calls=snap.tool_calls,
+            warn_crossings=snap.warn_crossings,
+            critical_crossings=snap.critical_crossings,
+            warn_armed=snap.warn_armed,
+            critical_armed=snap.critical_armed,
+            peak_percent=snap.peak_percent,
+            checkpoints=snap.checkpoints,
+            tokens_saved=snap.tokens_saved,
+            pending_checkpoint=snap.pending_checkpoint,
+            events=deque(events, maxlen=maxlen),
+        )
+
+
+class SessionManager:
+    """Per-session context state. Synchronous, no I/O; ``now`` is always passed in."""
+
+    def __init__(self, config: EngineConfig | None = None, *, next_seq: int = 1) -> None:
+        self.config = config or EngineConfig()
+        self._sessions: dict[str, _Session] = {}
+        self._global: deque[SessionEvent] = deque(maxlen=self.config.global_events)
+        self._next_seq = next_seq
+        self._dirty: set[str] = set()
+        self._new_events: list[SessionEvent] = []
+        self._published: tuple[SessionSnapshot, ...] | None = ()
+        self._frozen: dict[str, SessionSnapshot] = {}
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def adopt(self, snapshot: SessionSnapshot, events: Iterable[SessionEvent] = ()) -> None:
+        """Load a persisted session (and its recent events) without marking it changed."""
+        self._sessions[snapshot.session_id] = _Session.thaw(
+            snapshot, events, self.config.session_events
+        )
+        self._frozen[snapshot.session_id] = snapshot
+        self._published = None
+
+    def adopt_global_events(self, events: Iterable[SessionEvent]) -> None:
+        self._global.extend(events)
+
+    def knows(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    # -- input -----------------------------------------------------------------------------
+
+    def apply(self, obs: Observation, now: float) -> tuple[SessionEvent, ...]:
+        """Apply one observation; return the events it produced."""
+        mark = len(self._new_events)
+        session = self._session_for(obs.session_id, obs.at, now, obs.origin)
+        self._touch(session, obs.at, now, obs.origin)
+        if isinstance(obs, Response):
+            self._apply_response(session, obs)
+        elif isinstance(obs, Compaction):
+            self._apply_compaction(session, obs)
+        else:
+            assert isinstance(obs, Activity)
+        self._changed(session)
+        return tuple(self._new_events[mark:])
+
+    def tick(self, now: float) -> tuple[SessionEvent, ...]:
+        """Move live sessions to idle or expired as time passes; return the events."""
+        mark = len(self._new_events)
+        for session in self._sessions.values():
+            if session.status.live:
+                status = self._classify(session.last_activity, now)
+                if status is not session.status:
+                    self._set_status(session, status, now)
+                    self._changed(session)
+        return tuple(self._new_events[mark:])
+
+    def evict(self) -> tuple[str, ...]:
+        """Forget sessions that are no longer live and whose state was drained (persisted)."""
+        gone = tuple(
+            sid for sid, s in self._sessions.items() if not s.status.live and sid not in self._dirty
+        )
+        for sid in gone:
+            del self._sessions[sid]
+            self._frozen.pop(sid, None)
+        if gone:
+            self._published = None
+        return gone
+
+    def drain(self) -> Changes:
+        """Hand over (and forget) what changed since the last drain, for persistence."""
+        sessions = tuple(self._snapshot_of(self._sessions[sid]) for sid in sorted(self._dirty))
+        events = tuple(self._new_events)
+        self._dirty.clear()
+        self._new_events.clear()
+        return Changes(sessions, events)
+
+    # -- output ----------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[SessionSnapshot, ...]:
+        """All sessions held in memory, most recently active first. Immutable."""
+        if self._published is None:
+            snaps = [self._snapshot_of(s) for s in self._sessions.values()]
+            snaps.sort(key=lambda s: (-s.last_activity, s.session_id))
+            self._published = tuple(snaps)
+        return self._published
+
+    def session(self, session_id: str) -> SessionSnapshot | None:
+        found = self._sessions.get(session_id)
+        return self._snapshot_of(found) if found is not None else None
+
+    def events(self, session_id: str | None = None) -> tuple[SessionEvent, ...]:
+        """Recent events of one session, or of all sessions when ``session_id`` is None."""
+        if session_id is None:
+            return tuple(self._global)
+        found = self._sessions.get(session_id)
+        return tuple(found.events) if found is not None else ()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _snapshot_of(self, session: _Session) -> SessionSnapshot:
+        snap = self._frozen.get(session.session_id)
+        if snap is None:
+            snap = session.freeze()
+            self._frozen[session.session_id] = snap
+        return snap
+
+    def _changed(self, session: _Session) -> None:
+        self._dirty.add(session.session_id)
+        self._frozen.pop(session.session_id, None)
+        self._published = None
+
+    def _classify(self, last_activity: float, now: float) -> SessionStatus:
+        age = now - last_activity
+        if age >= self.config.expire_after:
+            return SessionStatus.EXPIRED
+        if age >= self.config.idle_after:
+            return SessionStatus.IDLE
+        return SessionStatus.ACTIVE
+
+    def _emit(self, session: _Session, at: float, kind: EventKind, **data: object) -> None:
+        event = SessionEvent(self._next_seq, session.session_id, at, kind, data)
+        self._next_seq += 1
+        session.events.append(event)
+        self._global.append(event)
+        self._new_events.append(event)
+
+    def _session_for(
+        self, session_id: str, at: float, now: float, origin: Origin | None
+    ) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session
+        cwd = origin.cwd if origin else None
+        session = _Session(
+            session_id=session_id,
+            status=self._classify(at, now),
+            started_at=at,
+            last_activity=at,
+            project=project_name(cwd),
+            cwd=cwd,
+            window_tokens=self.config.default_window,
+            events=deque(maxlen=self.config.session_events),
+        )
+        self._sessions[session_id] = session
+        self._emit(session, at, EventKind.SESSION_STARTED, project=session.project)
+        return session
+
+    def _touch(self, session: _Session, at: float, now: float, origin: Origin | None) -> None:
+        session.started_at = min(session.started_at, at)
+        session.last_activity = max(session.last_activity, at)
+        if origin is not None:
+            if origin.cwd:
+                session.cwd = origin.cwd
+                if session.project is None:
+                    session.project = project_name(origin.cwd)
+            session.git_branch = origin.git_branch or session.git_branch
+            session.version = origin.version or session.version
+            session.entrypoint = origin.entrypoint or session.entrypoint
+        if session.status in (SessionStatus.ENDED, SessionStatus.SUPERSEDED):
+            if session.ended_at is not None and at > session.ended_at:
+                session.ended_at = None
+                session.end_reason = None
+                self._set_status(session, self._classify(session.last_activity, now), at)
+        else:
+            status = self._classify(session.last_activity, now)
+            if status is not session.status:
+                self._set_status(session, status, at)
+
+    def _set_status(self, session: _Session, status: SessionStatus, at: float) -> None:
+        before = session.status
+        session.status = status
+        self._emit(session, at, EventKind.STATUS_CHANGED, before=before.value, after=status.value)
+
+    def _apply_response(self, session: _Session, obs: Response) -> None:
+        usage = obs.usage
+        session.tokens = session.tokens + usage
+        if not obs.main_chain:
+            session.sidechain_tokens = session.sidechain_tokens + usage
+        tokens, count = session.by_model.get(obs.model, (ZERO_TOKENS, 0))
+        session.by_model[obs.model] = (tokens + usage, count + obs.new_response)
+        session.tool_calls += obs.tool_calls
+        if obs.new_response:
+            session.responses += 1
+        if not (obs.main_chain and obs.new_response):
+            return
+        if session.context_at is not None and obs.at < session.context_at:
+            return  # an older response (replayed history) never overrides newer context
+        if obs.model != session.model:
+            if session.model is not None:
+                self._emit(
+                    session, obs.at, EventKind.MODEL_CHANGED, before=session.model, after=obs.model
+                )
+            session.model = obs.model
+            if _WINDOW_RANK[session.window_source] <= _WINDOW_RANK[WindowSource.MODEL]:
+                self._set_window(
+                    session,
+                    window_for_model(obs.model, self.config.default_window),
+                    WindowSource.MODEL,
+                    obs.at,
+                )
+        session.context_tokens = obs.context_tokens
+        session.context_at = obs.at
+        wider = promoted_window(session.window_tokens, obs.context_tokens)
+        if wider != session.window_tokens and session.window_source is not WindowSource.STATUSLINE:
+            self._set_window(session, wider, WindowSource.OBSERVED, obs.at)
+        if session.pending_checkpoint is not None:
+            saved = max(0, session.pending_checkpoint - obs.context_tokens)
+            session.tokens_saved += saved
+            self._emit(
+                session,
+                obs.at,
+                EventKind.CHECKPOINT_MEASURED,
+                pre_tokens=session.pending_checkpoint,
+                post_tokens=obs.context_tokens,
+                tokens_saved=saved,
+            )
+            session.pending_checkpoint = None
+        self._emit(
+            session,
+            obs.at,
+            EventKind.RESPONSE,
+            context_tokens=obs.context_tokens,
+            percent=round(session.percent, 2),
+            model=obs.model,
+        )
+        self._check_thresholds(session, obs.at)
+
+    def _set_window(self, session: _Session, window: int, source: WindowSource, at: float) -> None:
+        if window != session.window_tokens:
+            self._emit(
+                session,
+                at,
+                EventKind.WINDOW_CHANGED,
+                before=session.window_tokens,
+                after=window,
+                source=source.value,
+            )
+        session.window_tokens = window
+        session.window_source = source
+
+    def _apply_compaction(self, session: _Session, obs: Compaction) -> None:
+        session.checkpoints += 1
+        session.warn_armed = True
+        session.critical_armed = True
+        saved: int | None = None
+        if obs.post_tokens is not None:
+            saved = max(0, obs.pre_tokens - obs.post_tokens)
+            session.tokens_saved += saved
+            session.pending_checkpoint = None
+            if session.context_at is None or obs.at >= session.context_at:
+                session.context_tokens = obs.post_tokens
+                session.context_at = obs.at
+        else:
+            session.pending_checkpoint = obs.pre_tokens
+        self._emit(
+            session,
+            obs.at,
+            EventKind.CHECKPOINT,
+            trigger=obs.trigger,
+            source=obs.source,
+            pre_tokens=obs.pre_tokens,
+            post_tokens=obs.post_tokens,
+            tokens_saved=saved,
+        )
+        self._check_thresholds(session, obs.at)
+
+    def _check_thresholds(self, session: _Session, at: float) -> None:
+        percent = session.percent
+        session.peak_percent = max(session.peak_percent, percent)
+        warn, critical = self.config.warn_percent, self.config.critical_percent
+        if session.warn_armed and percent >= warn:
+            session.warn_armed = False
+            session.warn_crossings += 1
+            self._emit(session, at, EventKind.THRESHOLD_CROSSED, threshold=warn, percent=percent)
+        elif not session.warn_armed and percent < warn:
+            session.warn_armed = True
+        if session.critical_armed and percent >= critical:
+            session.critical_armed = False
+            session.critical_crossings += 1
+            self._emit(
+                session, at, EventKind.THRESHOLD_CROSSED, threshold=critical, percent=percent
+            )
+        elif not session.critical_armed and percent < critical:
+            session.critical_armed = True

@@ -1,0 +1,354 @@
+"""SQLite persistence: session state, events, the response ledger and file cursors.
+
+Everything one ingest step produced is written in **one transaction** (:meth:`Store.commit`):
+the sessions it changed, the events it emitted, the ledger keys it counted, and the cursors
+of the files it read. A crash (even ``kill -9``) at any moment therefore leaves either all of
+it or none of it, and a restart resumes exactly after the last committed line.
+
+The database runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives a
+process crash; only an operating-system crash or power loss may roll back the last ones, which
+the transcripts (still on disk) then replay.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from contextd.errors import SchemaVersionError, StoreError
+from contextd.ingest.tailer import FileCursor
+from contextd.models import (
+    EventKind,
+    ModelUsage,
+    SessionEvent,
+    SessionSnapshot,
+    SessionStatus,
+    TokenCounts,
+    WindowSource,
+)
+from contextd.sessions import Changes
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id    TEXT PRIMARY KEY,
+    status        TEXT NOT NULL,
+    last_activity REAL NOT NULL,
+    project       TEXT,
+    state         BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, last_activity);
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    at         REAL NOT NULL,
+    kind       TEXT NOT NULL,
+    data       BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_session ON events (session_id, seq);
+CREATE TABLE IF NOT EXISTS ledger (
+    key        INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    output     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    path        TEXT PRIMARY KEY,
+    offset      INTEGER NOT NULL,
+    fp_len      INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    discarding  INTEGER NOT NULL,
+    resets      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+_LEDGER_CACHE_LIMIT = 400_000
+
+
+def _tokens(data: dict[str, int]) -> TokenCounts:
+    return TokenCounts(
+        data.get("input", 0), data.get("output", 0),
+        data.get("cache_creation", 0), data.get("cache_read", 0),
+    )  # fmt: skip
+
+
+def snapshot_to_record(snap: SessionSnapshot) -> bytes:
+    """Serialise a snapshot (the persisted form of a session)."""
+    return orjson.dumps(
+        {
+            "session_id": snap.session_id,
+            "status": snap.status.value,
+            "started_at": snap.started_at,
+            "last_activity": snap.last_activity,
+            "project": snap.project,
+            "cwd": snap.cwd,
+            "model": snap.model,
+            "git_branch": snap.git_branch,
+            "version": snap.version,
+            "entrypoint": snap.entrypoint,
+            "ended_at": snap.ended_at,
+            "end_reason": snap.end_reason,
+            "context_tokens": snap.context_tokens,
+            "context_at": snap.context_at,
+            "window_tokens": snap.window_tokens,
+            "window_source": snap.window_source.value,
+            "tokens": snap.tokens.as_dict(),
+            "sidechain_tokens": snap.sidechain_tokens.as_dict(),
+            "by_model": [[m.model, m.tokens.as_dict(), m.responses] for m in snap.by_model],
+            "responses": snap.responses,
+            "tool_calls": snap.tool_calls,
+            "warn_crossings": snap.warn_crossings,
+            "critical_crossings": snap.critical_crossings,
+            "warn_armed": snap.warn_armed,
+            "critical_armed": snap.critical_armed,
+            "peak_percent": snap.peak_percent,
+            "checkpoints": snap.checkpoints,
+            "tokens_saved": snap.tokens_saved,
+            "pending_checkpoint": snap.pending_checkpoint,
+        }
+    )
+
+
+def snapshot_from_record(blob: bytes) -> SessionSnapshot:
+    d = orjson.loads(blob)
+    return SessionSnapshot(
+        session_id=d["session_id"],
+        status=SessionStatus(d["status"]),
+        started_at=d["started_at"],
+        last_activity=d["last_activity"],
+        project=d["project"],
+        cwd=d["cwd"],
+        model=d["model"],
+        git_branch=d["git_branch"],
+        version=d["version"],
+        entrypoint=d["entrypoint"],
+        ended_at=d["ended_at"],
+        end_reason=d["end_reason"],
+        context_tokens=d["context_tokens"],
+        context_at=d["context_at"],
+        window_tokens=d["window_tokens"],
+        window_source=WindowSource(d["window_source"]),
+        tokens=_tokens(d["tokens"]),
+        sidechain_tokens=_tokens(d["sidechain_tokens"]),
+        by_model=tuple(ModelUsage(m, _tokens(t), n) for m, t, n in d["by_model"]),
+        responses=d["responses"],
+        tool_calls=d["tool_calls"],
+        warn_crossings=d["warn_crossings"],
+        critical_crossings=d["critical_crossings"],
+        warn_armed=d["warn_armed"],
+        critical_armed=d["critical_armed"],
+        peak_percent=d["peak_percent"],
+        checkpoints=d["checkpoints"],
+        tokens_saved=d["tokens_saved"],
+        pending_checkpoint=d["pending_checkpoint"],
+    )
+
+
+def _event(row: tuple[int, str, float, str, bytes]) -> SessionEvent:
+    seq, session_id, at, kind, data = row
+    return SessionEvent(seq, session_id, at, EventKind(kind), orjson.loads(data))
+
+
+class SqliteLedger:
+    """The response ledger's backend: a read-through cache with writes held until commit."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._cache: dict[int, tuple[str, int]] = {}
+        self._pending: dict[int, tuple[str, int]] = {}
+
+    def get(self, key: int) -> tuple[str, int] | None:
+        found = self._cache.get(key)
+        if found is None:
+            row = self._conn.execute(
+                "SELECT session_id, output FROM ledger WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                found = (row[0], row[1])
+                self._cache[key] = found
+        return found
+
+    def put(self, key: int, session_id: str, output_tokens: int) -> None:
+        self._cache[key] = self._pending[key] = (session_id, output_tokens)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO ledger (key, session_id, output) VALUES (?, ?, ?)",
+                [(k, s, o) for k, (s, o) in self._pending.items()],
+            )
+
+    def committed(self) -> None:
+        self._pending.clear()
+        if len(self._cache) > _LEDGER_CACHE_LIMIT:
+            self._cache.clear()
+
+    def discard(self) -> None:
+        """Forget uncommitted writes (after a failed commit)."""
+        self._pending.clear()
+        self._cache.clear()
+
+
+class Store:
+    """The state database. One writer (the process that opened it); readers may be many."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+            if str(path) != ":memory:":
+                os.chmod(self.path, 0o600)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+        self.ledger = SqliteLedger(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has schema {version}; this contextd knows up to {SCHEMA_VERSION}"
+            )
+        if version < SCHEMA_VERSION:
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
+            )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        changes: Changes,
+        cursors: Iterable[FileCursor] = (),
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        """Write one ingest step atomically. On failure nothing is written and it raises."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if changes.sessions:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO sessions "
+                    "(session_id, status, last_activity, project, state) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (s.session_id, s.status.value, s.last_activity, s.project,
+                         snapshot_to_record(s))
+                        for s in changes.sessions
+                    ],
+                )  # fmt: skip
+            if changes.events:
+                conn.executemany(
+                    "INSERT INTO events (seq, session_id, at, kind, data) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (e.seq, e.session_id, e.at, e.kind.value, orjson.dumps(dict(e.data)))
+                        for e in changes.events
+                    ],
+                )
+            self.ledger.flush()
+            conn.executemany(
+                "INSERT OR REPLACE INTO files "
+                "(path, offset, fp_len, fingerprint, discarding, resets) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (c.path, c.offset, c.fp_len, c.fingerprint, int(c.discarding), c.resets)
+                    for c in cursors
+                ],
+            )
+            if counters:
+                conn.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    [(k, v) for k, v in counters.items() if v],
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.ledger.discard()
+            raise StoreError(f"cannot write state database {self.path}: {exc}") from exc
+        self.ledger.committed()
+
+    def prune_events(self, keep_per_session: int) -> int:
+        """Delete all but the newest ``keep_per_session`` events of each session."""
+        cur = self._conn.execute(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER "
+            "(PARTITION BY session_id ORDER BY seq DESC) AS n FROM events) WHERE n > ?)",
+            (keep_per_session,),
+        )
+        return cur.rowcount
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def cursor(self, path: str) -> FileCursor:
+        row = self._conn.execute(
+            "SELECT offset, fp_len, fingerprint, discarding, resets FROM files WHERE path = ?",
+            (path,),
+        ).fetchone()
+        if row is None:
+            return FileCursor(path)
+        return FileCursor(path, row[0], row[1], bytes(row[2]), bool(row[3]), row[4])
+
+    def cursors(self) -> dict[str, FileCursor]:
+        return {
+            r[0]: FileCursor(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5])
+            for r in self._conn.execute(
+                "SELECT path, offset, fp_len, fingerprint, discarding, resets FROM files"
+            )
+        }
+
+    def session(self, session_id: str) -> SessionSnapshot | None:
+        row = self._conn.execute(
+            "SELECT state FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return snapshot_from_record(row[0]) if row else None
+
+    def sessions(self, *, live_only: bool = False) -> list[SessionSnapshot]:
+        """Sessions, most recently active first."""
+        sql = "SELECT state FROM sessions"
+        if live_only:
+            sql += " WHERE status IN ('active', 'idle')"
+        sql += " ORDER BY last_activity DESC, session_id"
+        return [snapshot_from_record(r[0]) for r in self._conn.execute(sql)]
+
+    def events(self, session_id: str | None = None, limit: int = 500) -> list[SessionEvent]:
+        """The newest ``limit`` events (of one session, or of all), oldest first."""
+        if session_id is None:
+            rows = self._conn.execute(
+                "SELECT seq, session_id, at, kind, data FROM events ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT seq, session_id, at, kind, data FROM events WHERE session_id = ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (session_id, limit),
+            ).fetchall()
+        return [_event(r) for r in reversed(rows)]
+
+    def next_seq(self) -> int:
+        (top,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(top) + 1
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+
+    def integrity_ok(self) -> bool:
+        (result,) = self._conn.execute("PRAGMA integrity_check").fetchone()
+        return bool(result == "ok")

@@ -1,0 +1,92 @@
+"""The SQLite store: round trips, atomic commits, schema guard."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from contextd.errors import SchemaVersionError, StoreError
+from contextd.events import Compaction, Response
+from contextd.ingest.tailer import FileCursor
+from contextd.models import TokenCounts
+from contextd.sessions import SessionManager
+from contextd.store import Store
+
+T0 = 1_700_000_000.0
+
+
+def _manager_with_state() -> SessionManager:
+    m = SessionManager()
+    m.apply(Response("s1", T0, "claude-opus-4-6", TokenCounts(5, 6, 7, 150_000), 150_007, True), T0)
+    m.apply(Compaction("s1", T0 + 1, "auto", pre_tokens=150_007), T0 + 1)
+    m.apply(Response("s1", T0 + 2, "claude-haiku-4-5", TokenCounts(1, 2, 3, 4), 8, False), T0 + 2)
+    return m
+
+
+def test_sessions_events_cursors_and_counters_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    m = _manager_with_state()
+    cursor = FileCursor("/x.jsonl", offset=120, fp_len=120, fingerprint=b"\x01" * 16, resets=2)
+    store.commit(m.drain(), [cursor], {"transcript_lines": 3})
+    store.close()
+    again = Store(tmp_path / "state.db")
+    assert again.session("s1") == m.session("s1")
+    assert again.events("s1") == list(m.events("s1"))
+    assert again.cursor("/x.jsonl") == cursor
+    assert again.counters() == {"transcript_lines": 3}
+    assert again.next_seq() == m.next_seq
+    assert again.integrity_ok()
+
+
+def test_a_failed_commit_writes_nothing_and_forgets_uncommitted_ledger_keys(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    m = _manager_with_state()
+    store.ledger.put(42, "s1", 10)
+    changes = m.drain()
+    duplicate = changes.events[0]
+    bad = type(changes)(changes.sessions, (*changes.events, duplicate))  # seq collides
+    with pytest.raises(StoreError, match="cannot write"):
+        store.commit(bad, [FileCursor("/x.jsonl", offset=10)])
+    assert store.sessions() == []
+    assert store.events() == []
+    assert store.cursor("/x.jsonl").offset == 0
+    assert store.ledger.get(42) is None
+    store.commit(changes)  # the store is still usable
+    assert store.session("s1") is not None
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    Store(tmp_path / "sub" / "state.db").close()
+    assert (tmp_path / "sub" / "state.db").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "sub").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="schema 99"):
+        Store(path)
+
+
+def test_a_path_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        Store(path)
+
+
+def test_prune_keeps_the_newest_events_per_session(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    m = SessionManager()
+    for i in range(30):
+        m.apply(Response("a", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
+        m.apply(Response("b", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
+    store.commit(m.drain())
+    assert store.prune_events(5) > 0
+    assert [e.seq for e in store.events("a")] == [e.seq for e in list(m.events("a"))[-5:]]
+    assert len(store.events("b")) == 5
