@@ -69,7 +69,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _scan(settings: Settings) -> tuple[Store, ScanResult]:
     roots = claude_roots(settings.config_dirs)
-    store = Store(settings.db)
+    store = Store(settings.db, keep_events=settings.engine.session_events)
     manager = SessionManager(settings.engine, next_seq=store.next_seq())
     ingestor = TranscriptIngestor.open(store, manager, max_line=settings.max_line_bytes)
     result = ingestor.scan(transcript_files(roots))

@@ -200,8 +200,10 @@ class SqliteLedger:
 class Store:
     """The state database. One writer (the process that opened it); readers may be many."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, keep_events: int = 500) -> None:
+        """Open (creating and migrating) the database; keep ``keep_events`` per session."""
         self.path = Path(path)
+        self.keep_events = keep_events
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -261,6 +263,12 @@ class Store:
                         (e.seq, e.session_id, e.at, e.kind.value, orjson.dumps(dict(e.data)))
                         for e in changes.events
                     ],
+                )
+            if self.keep_events:
+                conn.executemany(
+                    "DELETE FROM events WHERE session_id = ? AND seq < (SELECT seq FROM events "
+                    "WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    [(s.session_id, s.session_id, self.keep_events - 1) for s in changes.sessions],
                 )
             self.ledger.flush()
             conn.executemany(

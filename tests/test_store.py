@@ -90,3 +90,16 @@ def test_prune_keeps_the_newest_events_per_session(tmp_path: Path) -> None:
     assert store.prune_events(5) > 0
     assert [e.seq for e in store.events("a")] == [e.seq for e in list(m.events("a"))[-5:]]
     assert len(store.events("b")) == 5
+
+
+def test_commit_keeps_only_the_newest_events_of_each_changed_session(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db", keep_events=10)
+    m = SessionManager()
+    for i in range(25):
+        m.apply(Response("a", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
+        if i % 5 == 0:
+            store.commit(m.drain())
+    store.commit(m.drain())
+    kept = store.events("a", limit=100)
+    assert len(kept) == 10
+    assert [e.seq for e in kept] == [e.seq for e in list(m.events("a"))[-10:]]

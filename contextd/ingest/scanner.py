@@ -126,15 +126,17 @@ class TranscriptIngestor:
             if line is None:
                 parser.oversize()
             else:
-                observations = parser.parse(line, file)
+                observations = parser.feed(line, file)
                 if observations:
                     self._apply(observations, now)
             cursor.offset = end
             count += 1
             pending += 1
             if pending >= self.batch_lines:
+                self._apply(parser.flush(file), now)
                 self.commit((cursor,))
                 pending = 0
+        self._apply(parser.flush(file), now)
         if pending or self._saved.get(key) != _state(cursor):
             self.commit((cursor,))
         return count

@@ -3,8 +3,7 @@
 Rules (see shared/reference/claude-code-formats.md §1-2):
 
 * Only top-level ``assistant`` lines carry usage. ``progress`` lines embed copies of sub-agent
-  messages with usage and are skipped whole; ``<synthetic>`` and API-error lines count as
-  activity only.
+  messages with usage and count as activity only, as do ``<synthetic>`` and API-error lines.
 * One response is split over several lines with the same ``(message.id, requestId)``; the
   :class:`~contextd.ledger.ResponseLedger` counts it once and adds any growth of
   ``output_tokens``.
@@ -19,6 +18,7 @@ Rules (see shared/reference/claude-code-formats.md §1-2):
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
@@ -81,20 +81,25 @@ def parse_timestamp(value: object) -> float | None:
 
 
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # ``type(...) is int`` also rejects bools; orjson yields exact ints.
+    return value if type(value) is int and value > 0 else 0
 
 
 def usage_counts(usage: dict[str, object]) -> TokenCounts:
     """Token counts of an API ``usage`` object; missing or invalid counts are 0."""
-    creation = _count(usage.get("cache_creation_input_tokens"))
-    nested = usage.get("cache_creation")
-    if isinstance(nested, dict):
-        creation = max(creation, sum(_count(v) for v in nested.values()))
+    get = usage.get
+    creation = _count(get("cache_creation_input_tokens"))
+    nested = get("cache_creation")
+    if type(nested) is dict:
+        split = 0
+        for value in nested.values():
+            split += _count(value)
+        creation = max(creation, split)
     return TokenCounts(
-        input=_count(usage.get("input_tokens")),
-        output=_count(usage.get("output_tokens")),
-        cache_creation=creation,
-        cache_read=_count(usage.get("cache_read_input_tokens")),
+        _count(get("input_tokens")),
+        _count(get("output_tokens")),
+        creation,
+        _count(get("cache_read_input_tokens")),
     )
 
 
@@ -123,6 +128,8 @@ class TranscriptParser:
     def __init__(self, ledger: ResponseLedger, stats: ParseStats | None = None) -> None:
         self.ledger = ledger
         self.stats = stats or ParseStats()
+        self._seen_first = False
+        self._tail: deque[bytes] = deque(maxlen=16)
 
     def oversize(self) -> None:
         """Record a line the reader skipped for being over the size cap."""
@@ -130,12 +137,56 @@ class TranscriptParser:
         self.stats.oversize += 1
         self.stats.reject("oversize")
 
+    def feed(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+        """Parse a line if it can carry usage or a checkpoint; otherwise defer it.
+
+        Most bytes of a transcript are prompts, tool results and progress lines that only
+        show the session is alive. Those are shape-checked here (blank, or not one JSON object
+        → counted) and kept aside: :meth:`flush` parses the first and the last of them, which
+        is all the session's start and last-activity times need (lines of a file are in time
+        order, give or take milliseconds). Call :meth:`flush` before committing the offset of a
+        fed line.
+        """
+        if b'"usage"' in raw or b"compact_boundary" in raw:
+            return self.parse(raw, file)
+        stats = self.stats
+        stats.lines += 1
+        if raw[:1] != b"{" or raw[-1:] != b"}":  # cheap shape check; Claude writes no padding
+            body = raw.strip()
+            if not body:
+                stats.blank += 1
+                return []
+            if body[:1] != b"{" or body[-1:] != b"}":
+                stats.malformed += 1
+                stats.reject("invalid_json")
+                return []
+        if not self._seen_first:
+            found = self._decode(raw, file)
+            self._seen_first = bool(found)
+            return found
+        self._tail.append(raw)
+        return []
+
+    def flush(self, file: TranscriptFile) -> list[Observation]:
+        """Parse the newest deferred line that places the session in time; start afresh."""
+        found: list[Observation] = []
+        while self._tail and not found:
+            found = self._decode(self._tail.pop(), file)
+        self._tail.clear()
+        self._seen_first = False
+        return found
+
     def parse(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+        """Parse one line completely."""
         stats = self.stats
         stats.lines += 1
         if not raw.strip():
             stats.blank += 1
             return []
+        return self._decode(raw, file)
+
+    def _decode(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+        stats = self.stats
         try:
             entry = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -147,8 +198,6 @@ class TranscriptParser:
             stats.reject("not_an_object")
             return []
         kind = entry.get("type")
-        if kind == "progress":
-            return []
         session_id = _str(entry.get("sessionId")) or file.session_hint
         at = parse_timestamp(entry.get("timestamp"))
         if session_id is None or at is None:
@@ -165,6 +214,9 @@ class TranscriptParser:
             else None
         )
         sidechain = file.sidechain or entry.get("isSidechain") is True
+        if kind == "progress":
+            # Progress lines show activity; the messages they embed are copies: never usage.
+            return [Activity(session_id, at, origin)]
         if kind == "assistant":
             return [self._assistant(entry, session_id, at, origin, sidechain)]
         if kind == "system" and entry.get("subtype") == "compact_boundary" and not sidechain:

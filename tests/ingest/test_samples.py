@@ -22,8 +22,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from contextd.ingest.discovery import transcript_files
 from contextd.ingest.scanner import TranscriptIngestor
+from contextd.ingest.transcripts import parse_timestamp
 from contextd.models import TokenCounts
 from contextd.store import Store
 from tests.conftest import MAIN_SESSION, SHORT_SESSION
@@ -184,3 +187,26 @@ def test_sample_without_progress_lines_is_parsed_identically(
     assert (stripped.tokens, stripped.context_tokens, stripped.tokens_saved) == (
         base.tokens, base.context_tokens, base.tokens_saved,
     )  # fmt: skip
+
+
+def test_deferred_parsing_keeps_start_and_last_activity_exact(
+    samples_root: Path, tmp_path: Path
+) -> None:
+    """Times from the fast path equal the min/max timestamp over the session's lines.
+
+    Claude Code writes a file's lines in time order give or take a few milliseconds (a progress
+    line may carry a stamp 2 ms later than the user line after it), hence the tolerance.
+    """
+    store = _ingest(samples_root, tmp_path / "state.db")
+    project = samples_root / "projects" / "-home-USER-projects-spotter"
+    stamps = [
+        parse_timestamp(e.get("timestamp"))
+        for path in [project / f"{MAIN_SESSION}.jsonl", *project.glob(f"{MAIN_SESSION}/*/*.jsonl")]
+        for e in _entries(path)
+        if e.get("sessionId") == MAIN_SESSION
+    ]
+    times = [t for t in stamps if t is not None]
+    s = store.session(MAIN_SESSION)
+    assert s is not None
+    assert s.started_at == pytest.approx(min(times), abs=0.01)
+    assert s.last_activity == pytest.approx(max(times), abs=0.01)

@@ -81,17 +81,53 @@ def test_sidechain_lines_and_subagent_files_are_not_main_chain() -> None:
     assert in_file.session_id == SID
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        orjson.dumps({"type": "progress", "sessionId": SID, "timestamp": "2026-02-12T16:02:27Z",
-                      "data": {"type": "agent_progress", "message": orjson.loads(assistant())}}),
-    ],
-)  # fmt: skip
-def test_progress_lines_are_ignored_whole(line: bytes) -> None:
+def test_progress_lines_embedding_usage_are_activity_only() -> None:
     p = parser()
-    assert p.parse(line, MAIN) == []
+    line = orjson.dumps(
+        {
+            "type": "progress",
+            "sessionId": SID,
+            "timestamp": "2026-02-12T16:02:27Z",
+            "data": {"type": "agent_progress", "message": orjson.loads(assistant())},
+        }
+    )
+    (obs,) = p.feed(line, MAIN)
+    assert isinstance(obs, Activity)
     assert p.stats.malformed == 0
+    assert p.stats.responses == 0
+
+
+def test_feed_parses_the_first_timed_line_and_flush_the_last() -> None:
+    p = parser()
+
+    def user(ts: str) -> bytes:
+        return orjson.dumps({"type": "user", "sessionId": SID, "timestamp": ts, "cwd": "/p"})
+
+    snapshot = orjson.dumps({"type": "file-history-snapshot", "messageId": "m"})
+    assert p.feed(snapshot, MAIN) == []  # places nothing in time: keep looking
+    (first,) = p.feed(user("2026-02-12T10:00:00Z"), MAIN)
+    assert first.at == parse_timestamp("2026-02-12T10:00:00Z")
+    assert p.feed(user("2026-02-12T11:00:00Z"), MAIN) == []
+    assert p.feed(user("2026-02-12T12:00:00Z"), MAIN) == []
+    assert p.feed(snapshot, MAIN) == []
+    (last,) = p.flush(MAIN)
+    assert last.at == parse_timestamp("2026-02-12T12:00:00Z")
+    assert p.flush(MAIN) == []
+    assert p.stats.lines == 5
+
+
+@pytest.mark.parametrize(
+    ("raw", "blank", "malformed"),
+    [(b"", 1, 0), (b"  \t", 1, 0), (b'{"type": "user", "message": {"content": "half', 0, 1),
+     (b"not json at all", 0, 1), (b"[1, 2]", 0, 1)],
+)  # fmt: skip
+def test_feed_counts_blank_and_misshapen_lines_without_parsing(
+    raw: bytes, blank: int, malformed: int
+) -> None:
+    p = parser()
+    assert p.feed(raw, MAIN) == []
+    assert p.flush(MAIN) == []
+    assert (p.stats.blank, p.stats.malformed) == (blank, malformed)
 
 
 def test_synthetic_and_api_error_lines_are_activity_only() -> None:
