@@ -98,23 +98,22 @@ class ModelUsage:
     responses: int
 
 
-def _frozen_mapping(data: Mapping[str, object] | None = None) -> Mapping[str, object]:
-    return MappingProxyType(dict(data or {}))
+_NO_DATA: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """One entry of a session's history: what happened, when, with its figures."""
+    """One entry of a session's history: what happened, when, with its figures.
+
+    ``data`` is typed read-only; the engine builds a fresh dict per event and never keeps a
+    reference to it, so no copy is made here (events are created on the ingest hot path).
+    """
 
     seq: int
     session_id: str
     at: float
     kind: EventKind
-    data: Mapping[str, object] = field(default_factory=_frozen_mapping)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.data, MappingProxyType):
-            object.__setattr__(self, "data", _frozen_mapping(self.data))
+    data: Mapping[str, object] = field(default_factory=lambda: _NO_DATA)
 
 
 @dataclass(frozen=True, slots=True)

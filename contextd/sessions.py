@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from contextd.events import Activity, Compaction, Observation, Origin, Response
 from contextd.models import (
-    ZERO_TOKENS,
     EventKind,
     ModelUsage,
     SessionEvent,
@@ -76,6 +75,10 @@ def project_name(cwd: str | None) -> str | None:
     return trimmed.replace("\\", "/").rsplit("/", 1)[-1] or trimmed
 
 
+def _ints(tokens: TokenCounts) -> list[int]:
+    return [tokens.input, tokens.output, tokens.cache_creation, tokens.cache_read]
+
+
 @dataclass(slots=True)
 class _Session:
     """Mutable working state of one session; frozen into a :class:`SessionSnapshot`."""
@@ -96,9 +99,11 @@ class _Session:
     context_at: float | None = None
     window_tokens: int = 200_000
     window_source: WindowSource = WindowSource.CONFIG
-    tokens: TokenCounts = ZERO_TOKENS
-    sidechain_tokens: TokenCounts = ZERO_TOKENS
-    by_model: dict[str, tuple[TokenCounts, int]] = field(default_factory=dict)
+    # Running totals as mutable integers [input, output, cache_creation, cache_read] (and, per
+    # model, a fifth: responses); frozen into TokenCounts only when a snapshot is taken.
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    sidechain_tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    by_model: dict[str, list[int]] = field(default_factory=dict)
     responses: int = 0
     tool_calls: int = 0
     warn_crossings: int = 0
@@ -110,6 +115,7 @@ class _Session:
     tokens_saved: int = 0
     pending_checkpoint: int | None = None
     events: deque[SessionEvent] = field(default_factory=deque)
+    origin: Origin | None = None  # the last origin taken in (not persisted)
 
     @property
     def percent(self) -> float:
@@ -133,11 +139,11 @@ class _Session:
             context_at=self.context_at,
             window_tokens=self.window_tokens,
             window_source=self.window_source,
-            tokens=self.tokens,
-            sidechain_tokens=self.sidechain_tokens,
+            tokens=TokenCounts(*self.tokens),
+            sidechain_tokens=TokenCounts(*self.sidechain_tokens),
             by_model=tuple(
-                ModelUsage(model, tokens, count)
-                for model, (tokens, count) in sorted(self.by_model.items())
+                ModelUsage(model, TokenCounts(*counts[:4]), counts[4])
+                for model, counts in sorted(self.by_model.items())
             ),
             responses=self.responses,
             tool_calls=self.tool_calls,
@@ -170,9 +176,9 @@ class _Session:
             context_at=snap.context_at,
             window_tokens=snap.window_tokens,
             window_source=snap.window_source,
-            tokens=snap.tokens,
-            sidechain_tokens=snap.sidechain_tokens,
-            by_model={m.model: (m.tokens, m.responses) for m in snap.by_model},
+            tokens=_ints(snap.tokens),
+            sidechain_tokens=_ints(snap.sidechain_tokens),
+            by_model={m.model: [*_ints(m.tokens), m.responses] for m in snap.by_model},
             responses=snap.responses,
             tool_calls=snap.tool_calls,
             warn_crossings=snap.warn_crossings,
@@ -247,11 +253,17 @@ class SessionManager:
                     self._changed(session)
         return tuple(self._new_events[mark:])
 
-    def evict(self) -> tuple[str, ...]:
-        """Forget sessions that are no longer live and whose state was drained (persisted)."""
-        gone = tuple(
-            sid for sid, s in self._sessions.items() if not s.status.live and sid not in self._dirty
-        )
+    def evict(self, keep: int = 0) -> tuple[str, ...]:
+        """Forget sessions that are no longer live and whose state was drained (persisted).
+
+        The ``keep`` most recently active of them stay, for the next lines that name them.
+        """
+        idle = [s for sid, s in self._sessions.items()
+                if not s.status.live and sid not in self._dirty]  # fmt: skip
+        if len(idle) <= keep:
+            return ()
+        idle.sort(key=lambda s: s.last_activity, reverse=True)
+        gone = tuple(s.session_id for s in idle[keep:])
         for sid in gone:
             del self._sessions[sid]
             self._frozen.pop(sid, None)
@@ -341,7 +353,8 @@ class SessionManager:
     def _touch(self, session: _Session, at: float, now: float, origin: Origin | None) -> None:
         session.started_at = min(session.started_at, at)
         session.last_activity = max(session.last_activity, at)
-        if origin is not None:
+        if origin is not None and origin is not session.origin:
+            session.origin = origin
             if origin.cwd:
                 session.cwd = origin.cwd
                 if session.project is None:
@@ -366,11 +379,25 @@ class SessionManager:
 
     def _apply_response(self, session: _Session, obs: Response) -> None:
         usage = obs.usage
-        session.tokens = session.tokens + usage
+        totals = session.tokens
+        totals[0] += usage.input
+        totals[1] += usage.output
+        totals[2] += usage.cache_creation
+        totals[3] += usage.cache_read
         if not obs.main_chain:
-            session.sidechain_tokens = session.sidechain_tokens + usage
-        tokens, count = session.by_model.get(obs.model, (ZERO_TOKENS, 0))
-        session.by_model[obs.model] = (tokens + usage, count + obs.new_response)
+            side = session.sidechain_tokens
+            side[0] += usage.input
+            side[1] += usage.output
+            side[2] += usage.cache_creation
+            side[3] += usage.cache_read
+        per_model = session.by_model.get(obs.model)
+        if per_model is None:
+            per_model = session.by_model[obs.model] = [0, 0, 0, 0, 0]
+        per_model[0] += usage.input
+        per_model[1] += usage.output
+        per_model[2] += usage.cache_creation
+        per_model[3] += usage.cache_read
+        per_model[4] += obs.new_response
         session.tool_calls += obs.tool_calls
         if obs.new_response:
             session.responses += 1
@@ -408,14 +435,15 @@ class SessionManager:
                 tokens_saved=saved,
             )
             session.pending_checkpoint = None
-        self._emit(
-            session,
-            obs.at,
-            EventKind.RESPONSE,
-            context_tokens=obs.context_tokens,
-            percent=round(session.percent, 2),
-            model=obs.model,
-        )
+        if session.status.live:  # the context timeline of history is not worth keeping
+            self._emit(
+                session,
+                obs.at,
+                EventKind.RESPONSE,
+                context_tokens=obs.context_tokens,
+                percent=round(session.percent, 2),
+                model=obs.model,
+            )
         self._check_thresholds(session, obs.at)
 
     def _set_window(self, session: _Session, window: int, source: WindowSource, at: float) -> None:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
+from heapq import merge
 from pathlib import Path
 
 import orjson
@@ -70,7 +73,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-_LEDGER_CACHE_LIMIT = 400_000
+_LEDGER_CACHE_LIMIT = 100_000
 
 
 def _tokens(data: dict[str, int]) -> TokenCounts:
@@ -158,22 +161,37 @@ def _event(row: tuple[int, str, float, str, bytes]) -> SessionEvent:
 
 
 class SqliteLedger:
-    """The response ledger's backend: a read-through cache with writes held until commit."""
+    """The response ledger's backend.
+
+    Keys this process read or wrote sit in a dict (bounded); keys committed earlier are known
+    through a sorted array of 8-byte integers loaded on first use, so a key that was never
+    seen costs a binary search, not a query, and a cold ingest of a whole corpus runs without
+    per-line queries. Writes are held until the store commits them with the state they
+    produced.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._cache: dict[int, tuple[str, int]] = {}
         self._pending: dict[int, tuple[str, int]] = {}
+        self._index: array[int] | None = None
+
+    def _committed(self, key: int) -> bool:
+        if self._index is None:
+            self._index = array("q", (k for (k,) in self._conn.execute(
+                "SELECT key FROM ledger ORDER BY key")))  # fmt: skip
+        index = self._index
+        at = bisect_left(index, key)
+        return at < len(index) and index[at] == key
 
     def get(self, key: int) -> tuple[str, int] | None:
         found = self._cache.get(key)
-        if found is None:
+        if found is None and self._committed(key):
             row = self._conn.execute(
                 "SELECT session_id, output FROM ledger WHERE key = ?", (key,)
             ).fetchone()
             if row is not None:
-                found = (row[0], row[1])
-                self._cache[key] = found
+                found = self._cache[key] = (row[0], row[1])
         return found
 
     def put(self, key: int, session_id: str, output_tokens: int) -> None:
@@ -187,21 +205,28 @@ class SqliteLedger:
             )
 
     def committed(self) -> None:
+        """The pending writes are committed; bound the cache by folding it into the index."""
         self._pending.clear()
         if len(self._cache) > _LEDGER_CACHE_LIMIT:
+            if self._index is not None:
+                self._index = array("q", merge(self._index, sorted(self._cache)))
             self._cache.clear()
 
     def discard(self) -> None:
-        """Forget uncommitted writes (after a failed commit)."""
+        """Forget uncommitted writes (after a failed commit): reload what the table holds."""
         self._pending.clear()
         self._cache.clear()
+        self._index = None
 
 
 class Store:
     """The state database. One writer (the process that opened it); readers may be many."""
 
     def __init__(self, path: Path | str, *, keep_events: int = 500) -> None:
-        """Open (creating and migrating) the database; keep ``keep_events`` per session."""
+        """Open (creating and migrating) the database.
+
+        ``keep_events`` bounds the events kept per session by :meth:`prune_events`.
+        """
         self.path = Path(path)
         self.keep_events = keep_events
         try:
@@ -213,6 +238,7 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute("PRAGMA cache_size=-16384")  # 16 MiB: the ledger's hot pages
             self._migrate()
             if str(path) != ":memory:":
                 os.chmod(self.path, 0o600)
@@ -264,12 +290,6 @@ class Store:
                         for e in changes.events
                     ],
                 )
-            if self.keep_events:
-                conn.executemany(
-                    "DELETE FROM events WHERE session_id = ? AND seq < (SELECT seq FROM events "
-                    "WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    [(s.session_id, s.session_id, self.keep_events - 1) for s in changes.sessions],
-                )
             self.ledger.flush()
             conn.executemany(
                 "INSERT OR REPLACE INTO files "
@@ -293,14 +313,31 @@ class Store:
             raise StoreError(f"cannot write state database {self.path}: {exc}") from exc
         self.ledger.committed()
 
-    def prune_events(self, keep_per_session: int) -> int:
-        """Delete all but the newest ``keep_per_session`` events of each session."""
-        cur = self._conn.execute(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER "
-            "(PARTITION BY session_id ORDER BY seq DESC) AS n FROM events) WHERE n > ?)",
-            (keep_per_session,),
-        )
-        return cur.rowcount
+    def prune_events(self, session_ids: Iterable[str] | None = None) -> int:
+        """Delete all but the newest ``keep_events`` events of the given sessions (or all)."""
+        keep = self.keep_events
+        if session_ids is None:
+            cur = self._conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER "
+                "(PARTITION BY session_id ORDER BY seq DESC) AS n FROM events) WHERE n > ?)",
+                (keep,),
+            )
+            return cur.rowcount
+        removed = 0
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sid in session_ids:
+                cur = self._conn.execute(
+                    "DELETE FROM events WHERE session_id = ? AND seq < (SELECT seq FROM events "
+                    "WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (sid, sid, keep - 1),
+                )
+                removed += cur.rowcount
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise StoreError(f"cannot prune events in {self.path}: {exc}") from exc
+        return removed
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -81,25 +81,39 @@ def test_a_path_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
 
 
 def test_prune_keeps_the_newest_events_per_session(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.db")
+    store = Store(tmp_path / "state.db", keep_events=5)
     m = SessionManager()
     for i in range(30):
         m.apply(Response("a", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
         m.apply(Response("b", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
     store.commit(m.drain())
-    assert store.prune_events(5) > 0
+    assert store.prune_events() > 0
     assert [e.seq for e in store.events("a")] == [e.seq for e in list(m.events("a"))[-5:]]
     assert len(store.events("b")) == 5
 
 
-def test_commit_keeps_only_the_newest_events_of_each_changed_session(tmp_path: Path) -> None:
+def test_prune_of_named_sessions_leaves_the_others_alone(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db", keep_events=10)
     m = SessionManager()
     for i in range(25):
         m.apply(Response("a", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
-        if i % 5 == 0:
-            store.commit(m.drain())
+        m.apply(Response("b", T0 + i, "m", TokenCounts(1), 1, True), T0 + i)
     store.commit(m.drain())
-    kept = store.events("a", limit=100)
-    assert len(kept) == 10
-    assert [e.seq for e in kept] == [e.seq for e in list(m.events("a"))[-10:]]
+    before_b = store.events("b", limit=100)
+    assert store.prune_events(["a"]) == len(m.events("a")) - 10
+    assert [e.seq for e in store.events("a", limit=100)] == [
+        e.seq for e in list(m.events("a"))[-10:]
+    ]
+    assert store.events("b", limit=100) == before_b
+
+
+def test_ledger_finds_keys_committed_by_an_earlier_process(tmp_path: Path) -> None:
+    first = Store(tmp_path / "state.db")
+    for key in range(0, 3000, 3):
+        first.ledger.put(key, "s", key)
+    first.commit(SessionManager().drain())
+    first.close()
+    second = Store(tmp_path / "state.db")
+    assert second.ledger.get(2997) == ("s", 2997)
+    assert second.ledger.get(2998) is None
+    assert second.ledger.get(-5) is None

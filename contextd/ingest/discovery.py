@@ -10,7 +10,7 @@ included. Explicitly named roots must exist and be readable; default ones are us
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from contextd.errors import ConfigDirError
@@ -52,18 +52,22 @@ def claude_roots(
     return list(unique.values())
 
 
-def transcript_files(roots: Sequence[Path]) -> Iterator[Path]:
-    """Every transcript under ``<root>/projects``, in a stable order.
+def transcript_files(roots: Sequence[Path]) -> list[Path]:
+    """Every transcript under ``<root>/projects``, in full-path order per root.
 
-    Within a project directory the main files come first (sorted), then each session's
-    sub-agent files, so a session's own lines are seen before its copies elsewhere.
+    Path order puts ``<session>.jsonl`` right before its ``<session>/subagents/`` files, and it
+    is the order ccusage uses, so a response that two files share is credited the same way.
     """
+    found: list[Path] = []
     for root in roots:
         projects = root / "projects"
         if not projects.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(projects):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if name.endswith(".jsonl"):
-                    yield Path(dirpath) / name
+        batch = [
+            os.path.join(dirpath, name)
+            for dirpath, _, filenames in os.walk(projects)
+            for name in filenames
+            if name.endswith(".jsonl")
+        ]
+        found.extend(Path(p) for p in sorted(batch))
+    return found

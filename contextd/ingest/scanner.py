@@ -3,8 +3,9 @@
 :class:`TranscriptIngestor` reads each file from its committed cursor, feeds complete lines to
 the parser and the resulting observations to the :class:`~contextd.sessions.SessionManager`,
 and commits the changed sessions, events, ledger keys, cursors and counters together every
-``batch_lines`` lines and at the end of each file. Sessions that are no longer live are evicted
-from memory after each commit and faulted back in from the store when a line names them.
+``batch_lines`` lines or ``commit_interval`` seconds, and at the end. Sessions that are no longer
+live are evicted from memory after each commit and faulted back in from the store when a line
+names them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from contextd.events import Observation
-from contextd.ingest.tailer import DEFAULT_MAX_LINE, FileCursor, read_lines
+from contextd.ingest.tailer import DEFAULT_MAX_LINE, FileCursor, read_blocks
 from contextd.ingest.transcripts import ParseStats, TranscriptFile, TranscriptParser
 from contextd.ledger import ResponseLedger
 from contextd.sessions import SessionManager
 from contextd.store import Store
 
+_KEEP_EXPIRED = 64  # sessions no longer live kept in memory for their next file
 _COUNTED = ("lines", "blank", "malformed", "oversize", "responses", "checkpoints")
 
 
@@ -48,7 +50,8 @@ class TranscriptIngestor:
         manager: SessionManager,
         *,
         max_line: int = DEFAULT_MAX_LINE,
-        batch_lines: int = 20_000,
+        batch_lines: int = 200_000,
+        commit_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -56,10 +59,15 @@ class TranscriptIngestor:
         self.parser = TranscriptParser(ResponseLedger(store.ledger))
         self.max_line = max_line
         self.batch_lines = batch_lines
+        self.commit_interval = commit_interval
+        self._dirty: dict[str, FileCursor] = {}
+        self._last_commit = time.monotonic()
+        self._uncommitted_lines = 0
         self.clock = clock
         self._committed = ParseStats()
         self._cursors: dict[str, FileCursor] | None = None
         self._saved: dict[str, tuple[int, int, bool, int]] = {}
+        self._touched: set[str] = set()
 
     @classmethod
     def open(
@@ -88,57 +96,84 @@ class TranscriptIngestor:
 
     def _apply(self, observations: list[Observation], now: float) -> None:
         manager = self.manager
+        touched = self._touched
         for obs in observations:
-            if not manager.knows(obs.session_id):
-                snap = self.store.session(obs.session_id)
+            sid = obs.session_id
+            if sid not in touched:
+                touched.add(sid)
+                if not manager.knows(sid):
+                    # Evicted (or from an earlier run): fault its state back in. Its older events
+                    # stay in the store; the in-memory buffer only collects new ones.
+                    snap = self.store.session(sid)
+                    if snap is not None:
+                        manager.adopt(snap)
+            elif not manager.knows(sid):
+                snap = self.store.session(sid)
                 if snap is not None:
-                    events = self.store.events(obs.session_id, manager.config.session_events)
-                    manager.adopt(snap, events)
+                    manager.adopt(snap)
             manager.apply(obs, now)
 
-    def commit(self, cursors: Iterable[FileCursor] = ()) -> None:
-        """Persist everything applied so far, with the given cursors, in one transaction."""
+    def commit(self) -> None:
+        """Persist everything applied so far, with the cursors of the lines it came from, in
+        one transaction."""
         stats, done = self.parser.stats, self._committed
         counters = {
             f"transcript_{name}": getattr(stats, name) - getattr(done, name) for name in _COUNTED
         }
         for reason, value in stats.by_reason.items():
             counters[f"transcript_rejected_{reason}"] = value - done.by_reason.get(reason, 0)
-        cursors = tuple(cursors)
+        cursors = [c for c in self._dirty.values() if self._saved.get(c.path) != _state(c)]
         self.store.commit(self.manager.drain(), cursors, counters)
         for cursor in cursors:
             self._saved[cursor.path] = _state(cursor)
+        self._dirty.clear()
         for f in fields(ParseStats):
             value = getattr(stats, f.name)
             setattr(done, f.name, dict(value) if isinstance(value, dict) else value)
-        self.manager.evict()
+        self.manager.evict(keep=_KEEP_EXPIRED)
+        self._last_commit = time.monotonic()
+        self._uncommitted_lines = 0
 
-    def ingest_file(self, path: Path | str, now: float | None = None) -> int:
-        """Read and apply the new complete lines of one file; return how many were read."""
+    def _maybe_commit(self) -> None:
+        if (
+            self._uncommitted_lines >= self.batch_lines
+            or time.monotonic() - self._last_commit >= self.commit_interval
+        ):
+            self.commit()
+
+    def ingest_file(
+        self, path: Path | str, now: float | None = None, *, commit: bool = True
+    ) -> int:
+        """Read and apply the new complete lines of one file; return how many were read.
+
+        With ``commit`` (the default) everything is committed before returning; without it the
+        caller commits (:meth:`scan` batches files into transactions of about
+        ``commit_interval`` seconds, which a cold ingest of a large corpus needs: hashed ledger
+        keys have no locality, so every commit rewrites most of the ledger's pages).
+        """
         now = self.clock() if now is None else now
         key = str(path)
-        cursor = self._cursor(key)
+        cursor = self._dirty[key] = self._cursor(key)  # a reset alone must be committed too
         file = TranscriptFile.from_path(key)
         parser = self.parser
         count = 0
-        pending = 0
-        for line, end in read_lines(cursor, max_line=self.max_line):
-            if line is None:
+        for block, end in read_blocks(cursor, max_line=self.max_line):
+            before = parser.stats.lines
+            if block is None:
                 parser.oversize()
             else:
-                observations = parser.feed(line, file)
+                observations = parser.feed_block(block, file)
                 if observations:
                     self._apply(observations, now)
             cursor.offset = end
-            count += 1
-            pending += 1
-            if pending >= self.batch_lines:
-                self._apply(parser.flush(file), now)
-                self.commit((cursor,))
-                pending = 0
-        self._apply(parser.flush(file), now)
-        if pending or self._saved.get(key) != _state(cursor):
-            self.commit((cursor,))
+            self._dirty[key] = cursor  # (again: a commit inside this file clears the set)
+            lines = parser.stats.lines - before
+            count += lines
+            self._uncommitted_lines += lines
+            if self._uncommitted_lines >= self.batch_lines:
+                self._maybe_commit()
+        if commit:
+            self.commit()
         return count
 
     def scan(self, files: Iterable[Path], now: float | None = None) -> ScanResult:
@@ -149,11 +184,15 @@ class TranscriptIngestor:
         for path in files:
             result.files += 1
             before = self._cursor(str(path)).resets
-            read = self.ingest_file(path, now)
+            read = self.ingest_file(path, now, commit=False)
             result.lines += read
             result.files_read += read > 0
             result.resets += self._cursor(str(path)).resets - before
+            self._maybe_commit()
         self.manager.tick(now)
         self.commit()
+        if self._touched:
+            self.store.prune_events(self._touched)
+            self._touched.clear()
         result.seconds = time.perf_counter() - started
         return result

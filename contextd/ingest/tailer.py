@@ -69,14 +69,15 @@ def _refresh_fingerprint(cursor: FileCursor, fd: int, size: int) -> None:
         cursor.fingerprint = _digest(head)
 
 
-def read_lines(
+def read_blocks(
     cursor: FileCursor, *, max_line: int = DEFAULT_MAX_LINE, chunk: int = _CHUNK
 ) -> Iterator[tuple[bytes | None, int]]:
-    """Yield ``(line, end_offset)`` for each complete new line of ``cursor.path``.
+    """Yield ``(block, end_offset)`` for the new complete lines of ``cursor.path``.
 
-    ``line`` excludes the newline and is ``None`` for a skipped oversize line. ``end_offset`` is
-    where the next line starts: the caller stores it in ``cursor.offset`` once the line's effects
-    are committed. The cursor's fingerprint (and, after a reset, its offset) is updated here.
+    ``block`` holds one or more complete lines, each with its ``\\n``, at most about ``chunk``
+    bytes; it is ``None`` for one skipped oversize line. ``end_offset`` is where the next line
+    starts: the caller stores it in ``cursor.offset`` once the block's effects are committed.
+    The cursor's fingerprint (and, after a reset, its offset) is updated here.
     """
     try:
         fd = os.open(cursor.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -94,6 +95,22 @@ def read_lines(
         os.close(fd)
 
 
+def read_lines(
+    cursor: FileCursor, *, max_line: int = DEFAULT_MAX_LINE, chunk: int = _CHUNK
+) -> Iterator[tuple[bytes | None, int]]:
+    """Like :func:`read_blocks`, one line at a time (without its ``\\n``)."""
+    for block, end in read_blocks(cursor, max_line=max_line, chunk=chunk):
+        if block is None:
+            yield None, end
+            continue
+        offset = end - len(block)
+        lines = block.split(b"\n")
+        lines.pop()  # the empty tail after the block's final newline
+        for line in lines:
+            offset += len(line) + 1
+            yield line, offset
+
+
 def _scan(
     fd: int, cursor: FileCursor, max_line: int, chunk: int
 ) -> Iterator[tuple[bytes | None, int]]:
@@ -106,32 +123,42 @@ def _scan(
             break
         buf = buf + data if buf else data
         start = 0
-        while True:
-            nl = buf.find(b"\n", start)
+        if discarding:
+            nl = buf.find(b"\n")
             if nl < 0:
-                break
-            end = pos + nl + 1
-            if discarding:
-                # The end of a skipped oversize line: everything before it was already handed
-                # out and applied, so the cursor can move past it directly.
-                discarding = False
-                cursor.discarding = False
-                cursor.offset = end
-            elif nl - start > max_line:
-                yield None, end
-            else:
-                yield buf[start:nl], end
+                pos += len(buf)
+                buf = b""
+                cursor.offset = pos
+                continue
+            # The end of a skipped oversize line: everything before it was already handed
+            # out and applied, so the cursor can move past it directly.
+            discarding = False
+            cursor.discarding = False
             start = nl + 1
+            cursor.offset = pos + start
+        last = buf.rfind(b"\n", start)
+        if last >= 0:
+            emit_from = start
+            if last + 1 - start > max_line:  # only then can a complete line be oversize
+                line_start = start
+                while line_start <= last:
+                    nl = buf.find(b"\n", line_start)
+                    if nl - line_start > max_line:
+                        if line_start > emit_from:
+                            yield buf[emit_from:line_start], pos + line_start
+                        yield None, pos + nl + 1
+                        emit_from = nl + 1
+                    line_start = nl + 1
+            if last + 1 > emit_from:
+                yield buf[emit_from : last + 1], pos + last + 1
+            start = last + 1
         pos += start
         buf = buf[start:]
         if len(buf) > max_line:
             # An oversize line still being written: report it once, then skip to its end.
             pos += len(buf)
             buf = b""
-            if discarding:
-                cursor.offset = pos
-            else:
-                discarding = True
-                cursor.discarding = True
-                cursor.offset = pos
-                yield None, pos
+            discarding = True
+            cursor.discarding = True
+            cursor.offset = pos
+            yield None, pos

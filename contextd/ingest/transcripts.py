@@ -31,6 +31,7 @@ from contextd.models import ZERO_TOKENS, TokenCounts
 
 SYNTHETIC_MODEL = "<synthetic>"
 _NOT_CONTEXT_ITERATIONS = frozenset({"compaction", "advisor_message"})
+_TIMED_SEARCH = 16  # lines looked at from either end of a block to place it in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +131,96 @@ class TranscriptParser:
         self.stats = stats or ParseStats()
         self._seen_first = False
         self._tail: deque[bytes] = deque(maxlen=16)
+        self._last_origin: Origin | None = None
 
     def oversize(self) -> None:
         """Record a line the reader skipped for being over the size cap."""
         self.stats.lines += 1
         self.stats.oversize += 1
         self.stats.reject("oversize")
+
+    def feed_block(self, block: bytes, file: TranscriptFile) -> list[Observation]:
+        """Process a block of complete lines (each ending in ``\\n``) in file order.
+
+        Same results as :meth:`feed` on each line followed by :meth:`flush`, but lines that
+        carry neither usage nor a checkpoint are never visited one by one: a byte count checks
+        that every line is shaped like one JSON object, and only the lines around a
+        ``"usage"`` or ``compact_boundary`` match, plus the first and last timed lines, are
+        decoded. Misshapen lines (blank, torn, not an object) are found only when the count
+        says there are some, then counted and left out.
+        """
+        count = block.count(b"\n")
+        self.stats.lines += count
+        bad: set[int] = set()
+        if not (block[:1] == b"{" and block[-2:] == b"}\n" and block.count(b"}\n{") == count - 1):
+            bad = self._misshapen(block)
+        starts: list[int] = []
+        for needle in (b'"usage"', b"compact_boundary"):
+            hit = block.find(needle)
+            while hit >= 0:
+                line_start = block.rfind(b"\n", 0, hit) + 1
+                line_end = block.find(b"\n", hit)
+                if line_start not in bad:
+                    starts.append(line_start)
+                hit = block.find(needle, line_end)
+        starts = sorted(set(starts))
+        found = self._first_timed(block, starts, bad, file)
+        for line_start in starts:
+            found.extend(self._decode(block[line_start : block.find(b"\n", line_start)], file))
+        found.extend(self._last_timed(block, starts, bad, file))
+        return found
+
+    def _misshapen(self, block: bytes) -> set[int]:
+        """Start offsets of the lines of ``block`` that cannot be JSON objects; counted here."""
+        stats = self.stats
+        bad: set[int] = set()
+        offset = 0
+        for line in block.split(b"\n")[:-1]:
+            if line[:1] != b"{" or line[-1:] != b"}":
+                body = line.strip()
+                if not body:
+                    stats.blank += 1
+                    bad.add(offset)
+                elif body[:1] != b"{" or body[-1:] != b"}":
+                    stats.malformed += 1
+                    stats.reject("invalid_json")
+                    bad.add(offset)
+            offset += len(line) + 1
+        return bad
+
+    def _first_timed(
+        self, block: bytes, parsed: list[int], bad: set[int], file: TranscriptFile
+    ) -> list[Observation]:
+        line_start = 0
+        first_parsed = parsed[0] if parsed else len(block)
+        for _ in range(_TIMED_SEARCH):
+            if line_start >= first_parsed:
+                return []  # a decoded usage line comes first and dates the block itself
+            end = block.find(b"\n", line_start)
+            if line_start not in bad:
+                found = self._decode(block[line_start:end], file)
+                if found:
+                    return found
+            line_start = end + 1
+        return []
+
+    def _last_timed(
+        self, block: bytes, parsed: list[int], bad: set[int], file: TranscriptFile
+    ) -> list[Observation]:
+        end = len(block) - 1
+        last_parsed = parsed[-1] if parsed else -1
+        for _ in range(_TIMED_SEARCH):
+            line_start = block.rfind(b"\n", 0, end) + 1
+            if line_start <= last_parsed:
+                return []
+            if line_start not in bad:
+                found = self._decode(block[line_start:end], file)
+                if found:
+                    return found
+            if line_start == 0:
+                return []
+            end = line_start - 1
+        return []
 
     def feed(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
         """Parse a line if it can carry usage or a checkpoint; otherwise defer it.
@@ -197,23 +282,16 @@ class TranscriptParser:
             stats.malformed += 1
             stats.reject("not_an_object")
             return []
-        kind = entry.get("type")
-        session_id = _str(entry.get("sessionId")) or file.session_hint
-        at = parse_timestamp(entry.get("timestamp"))
+        get = entry.get
+        kind = get("type")
+        session_id = get("sessionId")
+        if type(session_id) is not str or not session_id:
+            session_id = file.session_hint
+        at = parse_timestamp(get("timestamp"))
         if session_id is None or at is None:
             return []  # bookkeeping lines (snapshots, summaries) place nothing in time
-        cwd = entry.get("cwd")
-        origin = (
-            Origin(
-                cwd=cwd,
-                git_branch=_str(entry.get("gitBranch")),
-                version=_str(entry.get("version")),
-                entrypoint=_str(entry.get("entrypoint")),
-            )
-            if isinstance(cwd, str)
-            else None
-        )
-        sidechain = file.sidechain or entry.get("isSidechain") is True
+        origin = self._origin(get("cwd"), get("gitBranch"), get("version"), get("entrypoint"))
+        sidechain = file.sidechain or get("isSidechain") is True
         if kind == "progress":
             # Progress lines show activity; the messages they embed are copies: never usage.
             return [Activity(session_id, at, origin)]
@@ -222,6 +300,23 @@ class TranscriptParser:
         if kind == "system" and entry.get("subtype") == "compact_boundary" and not sidechain:
             return [self._boundary(entry, session_id, at, origin)]
         return [Activity(session_id, at, origin)]
+
+    def _origin(self, cwd: object, branch: object, version: object, entry: object) -> Origin | None:
+        """The line's origin; the same object as the previous line's when nothing differs (the
+        engine skips its bookkeeping for an origin it has already taken in)."""
+        if type(cwd) is not str:
+            return None
+        last = self._last_origin
+        if (
+            last is not None
+            and last.cwd == cwd
+            and last.git_branch == branch
+            and last.version == version
+            and last.entrypoint == entry
+        ):
+            return last
+        self._last_origin = Origin(cwd, _str(branch), _str(version), _str(entry))
+        return self._last_origin
 
     def _assistant(
         self,
@@ -250,9 +345,9 @@ class TranscriptParser:
         counted = self.ledger.count(key, session_id, counts)
         tool_calls = 0
         content = message.get("content")
-        if isinstance(content, list):
+        if type(content) is list:
             for block in content:
-                if isinstance(block, dict) and block.get("type") == "tool_use":
+                if type(block) is dict and block.get("type") == "tool_use":
                     tool_id = _str(block.get("id"))
                     if tool_id is None or self.ledger.first_sighting(tool_id, session_id):
                         tool_calls += 1

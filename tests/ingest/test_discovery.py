@@ -51,14 +51,14 @@ def test_explicit_dirs_replace_the_defaults_and_must_exist(tmp_path: Path) -> No
         claude_roots((), {"CLAUDE_CONFIG_DIR": str(tmp_path / "nope")}, home)
 
 
-def test_transcripts_include_subagent_files_main_files_first(tmp_path: Path) -> None:
+def test_transcripts_include_subagent_files_in_full_path_order(tmp_path: Path) -> None:
     root = _root(tmp_path, "c")
     proj = root / "projects" / "-home-u-p"
     (proj / "s1" / "subagents").mkdir(parents=True)
     for rel in ["s2.jsonl", "s1.jsonl", "s1/subagents/agent-a1.jsonl", "notes.txt"]:
         (proj / rel).write_text("{}\n")
     names = [p.relative_to(proj).as_posix() for p in transcript_files([root])]
-    assert names == ["s1.jsonl", "s2.jsonl", "s1/subagents/agent-a1.jsonl"]
+    assert names == ["s1.jsonl", "s1/subagents/agent-a1.jsonl", "s2.jsonl"]
 
 
 def test_a_root_without_projects_yields_nothing(tmp_path: Path) -> None:
