@@ -20,7 +20,7 @@ from contextd import __version__
 from contextd.config import Settings, load_settings
 from contextd.errors import ConfigError, ContextdError
 from contextd.ingest.discovery import claude_roots, transcript_files
-from contextd.ingest.scanner import ScanResult, TranscriptIngestor
+from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
 from contextd.models import SessionSnapshot
 from contextd.sessions import SessionManager
 from contextd.store import Store
@@ -72,7 +72,7 @@ def _scan(settings: Settings) -> tuple[Store, ScanResult]:
     store = Store(settings.db, keep_events=settings.engine.session_events)
     manager = SessionManager(settings.engine, next_seq=store.next_seq())
     ingestor = TranscriptIngestor.open(store, manager, max_line=settings.max_line_bytes)
-    result = ingestor.scan(transcript_files(roots))
+    result = ingestor.scan(transcript_files(roots), jobs=default_jobs())
     return store, result
 
 

@@ -34,6 +34,11 @@ def response_key(message_id: str | None, request_id: str | None) -> int | None:
     return ledger_key("r", message_id, request_id or "")
 
 
+def tool_key(tool_use_id: str) -> int:
+    """The key under which a tool-use id is remembered."""
+    return ledger_key("t", tool_use_id)
+
+
 class LedgerBackend(Protocol):
     def get(self, key: int) -> tuple[str, int] | None:
         """Return ``(session_id, counted_output_tokens)`` for a known key."""
@@ -86,7 +91,10 @@ class ResponseLedger:
 
     def first_sighting(self, tool_use_id: str, session_id: str) -> bool:
         """True the first time a tool-use id is seen (tool calls are counted once)."""
-        key = ledger_key("t", tool_use_id)
+        return self.first_sighting_of(tool_key(tool_use_id), session_id)
+
+    def first_sighting_of(self, key: int, session_id: str) -> bool:
+        """:meth:`first_sighting` for a key made by :func:`tool_key` (or :func:`ledger_key`)."""
         if self._backend.get(key) is not None:
             return False
         self._backend.put(key, session_id, _TOOL_MARK)

@@ -1,5 +1,9 @@
 """Transcript ingestion: files → parser → engine → store, one transaction per step.
 
+Large scans (a first ingest of a big corpus) decode files in worker processes: decoding is
+independent per file, while de-duplication, the engine and the store stay in this process and
+take the workers' results in file order, so the outcome is the same as a sequential scan.
+
 :class:`TranscriptIngestor` reads each file from its committed cursor, feeds complete lines to
 the parser and the resulting observations to the :class:`~contextd.sessions.SessionManager`,
 and commits the changed sessions, events, ledger keys, cursors and counters together every
@@ -10,14 +14,25 @@ names them.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from contextd.events import Observation
 from contextd.ingest.tailer import DEFAULT_MAX_LINE, FileCursor, read_blocks
-from contextd.ingest.transcripts import ParseStats, TranscriptFile, TranscriptParser
+from contextd.ingest.transcripts import (
+    LineDecoder,
+    ParseStats,
+    Record,
+    TranscriptFile,
+    TranscriptParser,
+)
 from contextd.ledger import ResponseLedger
 from contextd.sessions import SessionManager
 from contextd.store import Store
@@ -28,6 +43,40 @@ _COUNTED = ("lines", "blank", "malformed", "oversize", "responses", "checkpoints
 
 def _state(cursor: FileCursor) -> tuple[int, int, bool, int]:
     return (cursor.offset, cursor.fp_len, cursor.discarding, cursor.resets)
+
+
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # below this a pool costs more than it saves
+_AHEAD = 8  # files decoded ahead of the one being applied, per worker
+
+
+class DecodedBlock(NamedTuple):
+    """A worker's result for one block: its records, the cursor after it, its counters."""
+
+    records: list[Record]
+    cursor: FileCursor
+    stats: ParseStats
+
+
+def decode_file(path: str, cursor: FileCursor, max_line: int) -> list[DecodedBlock]:
+    """Decode the new blocks of one file (runs in a worker process; reads only)."""
+    decoder = LineDecoder()
+    file = TranscriptFile.from_path(path)
+    out: list[DecodedBlock] = []
+    for block, end in read_blocks(cursor, max_line=max_line):
+        decoder.stats = ParseStats()
+        if block is None:
+            decoder.oversize()
+            records: list[Record] = []
+        else:
+            records = decoder.feed_block(block, file)
+        cursor.offset = end
+        out.append(DecodedBlock(records, replace(cursor), decoder.stats))
+    return out
+
+
+def default_jobs() -> int:
+    """Worker processes for large scans: one per CPU, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(slots=True)
@@ -176,19 +225,80 @@ class TranscriptIngestor:
             self.commit()
         return count
 
-    def scan(self, files: Iterable[Path], now: float | None = None) -> ScanResult:
-        """Ingest every file's new lines, then age live sessions; return what was done."""
+    def _unread_bytes(self, paths: list[str]) -> int:
+        total = 0
+        for path in paths:
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            offset = self._cursor(path).offset
+            total += size - offset if size >= offset else size
+        return total
+
+    def _scan_parallel(self, paths: list[str], now: float, jobs: int, result: ScanResult) -> None:
+        context = multiprocessing.get_context("spawn")  # safe beside threads, unlike fork
+        resolver = self.parser.resolver
+        stats = self.parser.stats
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            pending: deque[tuple[str, Future[list[DecodedBlock]]]] = deque()
+            queue = iter(paths)
+
+            def submit() -> None:
+                path = next(queue, None)
+                if path is not None:
+                    snapshot = replace(self._cursor(path))
+                    pending.append((path, pool.submit(decode_file, path, snapshot, self.max_line)))
+
+            for _ in range(jobs * _AHEAD):
+                submit()
+            while pending:
+                path, future = pending.popleft()
+                submit()
+                cursor = self._cursor(path)
+                resets_before = cursor.resets
+                read = 0
+                for decoded in future.result():
+                    lines_before = stats.lines
+                    stats.add(decoded.stats)
+                    observations = resolver.resolve(decoded.records)
+                    if observations:
+                        self._apply(observations, now)
+                    done = decoded.cursor
+                    cursor.offset, cursor.fp_len, cursor.fingerprint = (
+                        done.offset, done.fp_len, done.fingerprint,
+                    )  # fmt: skip
+                    cursor.discarding, cursor.resets = done.discarding, done.resets
+                    self._dirty[path] = cursor
+                    lines = stats.lines - lines_before
+                    read += lines
+                    self._uncommitted_lines += lines
+                self._dirty[path] = cursor
+                result.lines += read
+                result.files_read += read > 0
+                result.resets += cursor.resets - resets_before
+                self._maybe_commit()
+
+    def scan(self, files: Iterable[Path], now: float | None = None, *, jobs: int = 1) -> ScanResult:
+        """Ingest every file's new lines, then age live sessions; return what was done.
+
+        With ``jobs`` > 1 and at least :data:`PARALLEL_MIN_BYTES` to read, files are decoded
+        by that many worker processes.
+        """
         started = time.perf_counter()
         now = self.clock() if now is None else now
-        result = ScanResult()
-        for path in files:
-            result.files += 1
-            before = self._cursor(str(path)).resets
-            read = self.ingest_file(path, now, commit=False)
-            result.lines += read
-            result.files_read += read > 0
-            result.resets += self._cursor(str(path)).resets - before
-            self._maybe_commit()
+        paths = [str(p) for p in files]
+        result = ScanResult(files=len(paths))
+        if jobs > 1 and self._unread_bytes(paths) >= PARALLEL_MIN_BYTES:
+            self._scan_parallel(paths, now, jobs, result)
+        else:
+            for path in paths:
+                before = self._cursor(path).resets
+                read = self.ingest_file(path, now, commit=False)
+                result.lines += read
+                result.files_read += read > 0
+                result.resets += self._cursor(path).resets - before
+                self._maybe_commit()
         self.manager.tick(now)
         self.commit()
         if self._touched:

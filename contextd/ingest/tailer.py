@@ -122,6 +122,9 @@ def _scan(
         if not data:
             break
         buf = buf + data if buf else data
+        if cursor.fp_len < min(pos + len(buf), FINGERPRINT_BYTES):
+            # Appended since the fstat: the lines handed out must be covered by the fingerprint.
+            _refresh_fingerprint(cursor, fd, pos + len(buf))
         start = 0
         if discarding:
             nl = buf.find(b"\n")

@@ -1,4 +1,9 @@
-"""Claude Code transcript lines → observations.
+"""Claude Code transcript lines → records → observations.
+
+Two stages, so the first can run in worker processes: :class:`LineDecoder` turns bytes into
+compact, picklable records (no shared state), and :class:`RecordResolver` turns records into
+observations through the response ledger (de-duplication needs the one ledger of the store).
+:class:`TranscriptParser` composes both for in-process use.
 
 Rules (see shared/reference/claude-code-formats.md §1-2):
 
@@ -19,14 +24,15 @@ Rules (see shared/reference/claude-code-formats.md §1-2):
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import PurePath
+from typing import NamedTuple
 
 import orjson
 
 from contextd.events import Activity, Compaction, Observation, Origin, Response
-from contextd.ledger import ResponseLedger, ledger_key, response_key
+from contextd.ledger import ResponseLedger, response_key, tool_key
 from contextd.models import ZERO_TOKENS, TokenCounts
 
 SYNTHETIC_MODEL = "<synthetic>"
@@ -69,6 +75,14 @@ class ParseStats:
 
     def reject(self, reason: str) -> None:
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    def add(self, other: ParseStats) -> None:
+        """Add another set of counters (a worker's) to these."""
+        for f in fields(ParseStats):
+            if f.name != "by_reason":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for reason, value in other.by_reason.items():
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + value
 
 
 def parse_timestamp(value: object) -> float | None:
@@ -123,15 +137,71 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-class TranscriptParser:
-    """Turns raw transcript lines into observations. No I/O; the ledger is injected."""
+OriginKey = tuple[str, str | None, str | None, str | None]
+"""``(cwd, gitBranch, version, entrypoint)`` of a line."""
 
-    def __init__(self, ledger: ResponseLedger, stats: ParseStats | None = None) -> None:
-        self.ledger = ledger
+
+class ActivityLine(NamedTuple):
+    """A line that only shows the session was active at ``at``."""
+
+    session_id: str
+    at: float
+    origin: OriginKey | None
+
+
+class ResponseLine(NamedTuple):
+    """One line of an API response, with its usage as written (not yet de-duplicated)."""
+
+    session_id: str
+    at: float
+    origin: OriginKey | None
+    model: str
+    key: int | None  # ledger key of (message.id, requestId); None: no id, count every line
+    usage: tuple[int, int, int, int]  # input, output, cache_creation, cache_read
+    context: int
+    sidechain: bool
+    tool_keys: tuple[int | None, ...]  # ledger keys of its tool_use ids (None: no id)
+    last_at: float  # time of the last line folded into this one (see _merged)
+
+
+class BoundaryLine(NamedTuple):
+    """A ``compact_boundary`` of the main chain."""
+
+    session_id: str
+    at: float
+    origin: OriginKey | None
+    uuid: str | None
+    trigger: str
+    pre_tokens: int
+    post_tokens: int | None
+
+
+Record = ActivityLine | ResponseLine | BoundaryLine
+
+
+def _merged(first: ResponseLine, later: ResponseLine) -> ResponseLine:
+    """Two lines of one response as one: first input/cache counts, largest output, all tools.
+
+    The response keeps the first line's time; the resolver reports the last line's time as
+    activity, so the effects equal those of the separate lines however blocks split them.
+    """
+    inp, out, creation, read = first.usage
+    return first._replace(
+        last_at=max(first.last_at, later.last_at),
+        origin=later.origin,
+        usage=(inp, max(out, later.usage[1]), creation, read),
+        tool_keys=first.tool_keys + later.tool_keys,
+    )
+
+
+class LineDecoder:
+    """Turns raw transcript lines into records. No I/O and no shared state."""
+
+    def __init__(self, stats: ParseStats | None = None) -> None:
         self.stats = stats or ParseStats()
         self._seen_first = False
         self._tail: deque[bytes] = deque(maxlen=16)
-        self._last_origin: Origin | None = None
+        self._last_origin: OriginKey | None = None
 
     def oversize(self) -> None:
         """Record a line the reader skipped for being over the size cap."""
@@ -139,7 +209,7 @@ class TranscriptParser:
         self.stats.oversize += 1
         self.stats.reject("oversize")
 
-    def feed_block(self, block: bytes, file: TranscriptFile) -> list[Observation]:
+    def feed_block(self, block: bytes, file: TranscriptFile) -> list[Record]:
         """Process a block of complete lines (each ending in ``\\n``) in file order.
 
         Same results as :meth:`feed` on each line followed by :meth:`flush`, but lines that
@@ -165,8 +235,23 @@ class TranscriptParser:
                 hit = block.find(needle, line_end)
         starts = sorted(set(starts))
         found = self._first_timed(block, starts, bad, file)
+        previous: Record | None = None
         for line_start in starts:
-            found.extend(self._decode(block[line_start : block.find(b"\n", line_start)], file))
+            for record in self._decode(block[line_start : block.find(b"\n", line_start)], file):
+                if (
+                    type(record) is ResponseLine
+                    and type(previous) is ResponseLine
+                    and record.key is not None
+                    and record.key == previous.key
+                    and record.session_id == previous.session_id
+                    and record.sidechain == previous.sidechain
+                ):
+                    # The next line of the same streamed response: the ledger would add only
+                    # its output growth, so fold it in here (half the records to resolve).
+                    previous = found[-1] = _merged(previous, record)
+                else:
+                    found.append(record)
+                    previous = record
         found.extend(self._last_timed(block, starts, bad, file))
         return found
 
@@ -190,7 +275,7 @@ class TranscriptParser:
 
     def _first_timed(
         self, block: bytes, parsed: list[int], bad: set[int], file: TranscriptFile
-    ) -> list[Observation]:
+    ) -> list[Record]:
         line_start = 0
         first_parsed = parsed[0] if parsed else len(block)
         for _ in range(_TIMED_SEARCH):
@@ -206,7 +291,7 @@ class TranscriptParser:
 
     def _last_timed(
         self, block: bytes, parsed: list[int], bad: set[int], file: TranscriptFile
-    ) -> list[Observation]:
+    ) -> list[Record]:
         end = len(block) - 1
         last_parsed = parsed[-1] if parsed else -1
         for _ in range(_TIMED_SEARCH):
@@ -222,7 +307,7 @@ class TranscriptParser:
             end = line_start - 1
         return []
 
-    def feed(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+    def feed(self, raw: bytes, file: TranscriptFile) -> list[Record]:
         """Parse a line if it can carry usage or a checkpoint; otherwise defer it.
 
         Most bytes of a transcript are prompts, tool results and progress lines that only
@@ -252,16 +337,16 @@ class TranscriptParser:
         self._tail.append(raw)
         return []
 
-    def flush(self, file: TranscriptFile) -> list[Observation]:
+    def flush(self, file: TranscriptFile) -> list[Record]:
         """Parse the newest deferred line that places the session in time; start afresh."""
-        found: list[Observation] = []
+        found: list[Record] = []
         while self._tail and not found:
             found = self._decode(self._tail.pop(), file)
         self._tail.clear()
         self._seen_first = False
         return found
 
-    def parse(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+    def parse(self, raw: bytes, file: TranscriptFile) -> list[Record]:
         """Parse one line completely."""
         stats = self.stats
         stats.lines += 1
@@ -270,7 +355,7 @@ class TranscriptParser:
             return []
         return self._decode(raw, file)
 
-    def _decode(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+    def _decode(self, raw: bytes, file: TranscriptFile) -> list[Record]:
         stats = self.stats
         try:
             entry = orjson.loads(raw)
@@ -292,30 +377,23 @@ class TranscriptParser:
             return []  # bookkeeping lines (snapshots, summaries) place nothing in time
         origin = self._origin(get("cwd"), get("gitBranch"), get("version"), get("entrypoint"))
         sidechain = file.sidechain or get("isSidechain") is True
-        if kind == "progress":
-            # Progress lines show activity; the messages they embed are copies: never usage.
-            return [Activity(session_id, at, origin)]
         if kind == "assistant":
             return [self._assistant(entry, session_id, at, origin, sidechain)]
-        if kind == "system" and entry.get("subtype") == "compact_boundary" and not sidechain:
+        if kind == "system" and get("subtype") == "compact_boundary" and not sidechain:
             return [self._boundary(entry, session_id, at, origin)]
-        return [Activity(session_id, at, origin)]
+        # Progress lines embed copies of sub-agent messages: activity, never usage.
+        return [ActivityLine(session_id, at, origin)]
 
-    def _origin(self, cwd: object, branch: object, version: object, entry: object) -> Origin | None:
-        """The line's origin; the same object as the previous line's when nothing differs (the
-        engine skips its bookkeeping for an origin it has already taken in)."""
+    def _origin(
+        self, cwd: object, branch: object, version: object, entry: object
+    ) -> OriginKey | None:
+        """The line's origin, the same tuple object as the previous line's when equal."""
         if type(cwd) is not str:
             return None
         last = self._last_origin
-        if (
-            last is not None
-            and last.cwd == cwd
-            and last.git_branch == branch
-            and last.version == version
-            and last.entrypoint == entry
-        ):
+        if last is not None and last == (cwd, branch, version, entry):
             return last
-        self._last_origin = Origin(cwd, _str(branch), _str(version), _str(entry))
+        self._last_origin = (cwd, _str(branch), _str(version), _str(entry))
         return self._last_origin
 
     def _assistant(
@@ -323,81 +401,166 @@ class TranscriptParser:
         entry: dict[str, object],
         session_id: str,
         at: float,
-        origin: Origin | None,
+        origin: OriginKey | None,
         sidechain: bool,
-    ) -> Observation:
+    ) -> Record:
         message = entry.get("message")
-        if not isinstance(message, dict):
+        if type(message) is not dict:
             self.stats.malformed += 1
             self.stats.reject("bad_message")
-            return Activity(session_id, at, origin)
+            return ActivityLine(session_id, at, origin)
         model = message.get("model")
         usage = message.get("usage")
         if (
-            not isinstance(model, str)
+            type(model) is not str
             or model == SYNTHETIC_MODEL
             or entry.get("isApiErrorMessage") is True
-            or not isinstance(usage, dict)
+            or type(usage) is not dict
         ):
-            return Activity(session_id, at, origin)
+            return ActivityLine(session_id, at, origin)
         counts = usage_counts(usage)
-        key = response_key(_str(message.get("id")), _str(entry.get("requestId")))
-        counted = self.ledger.count(key, session_id, counts)
-        tool_calls = 0
         content = message.get("content")
+        tool_keys: tuple[int | None, ...] = ()
         if type(content) is list:
-            for block in content:
-                if type(block) is dict and block.get("type") == "tool_use":
-                    tool_id = _str(block.get("id"))
-                    if tool_id is None or self.ledger.first_sighting(tool_id, session_id):
-                        tool_calls += 1
+            tool_keys = tuple(
+                tool_key(tool_id) if type(tool_id := block.get("id")) is str and tool_id else None
+                for block in content
+                if type(block) is dict and block.get("type") == "tool_use"
+            )
+        return ResponseLine(
+            session_id,
+            at,
+            origin,
+            model,
+            response_key(_str(message.get("id")), _str(entry.get("requestId"))),
+            (counts.input, counts.output, counts.cache_creation, counts.cache_read),
+            context_of(usage, counts),
+            sidechain,
+            tool_keys,
+            at,
+        )
+
+    def _boundary(
+        self, entry: dict[str, object], session_id: str, at: float, origin: OriginKey | None
+    ) -> Record:
+        meta = entry.get("compactMetadata")
+        meta = meta if type(meta) is dict else {}
+        post = meta.get("postTokens")
+        trigger = meta.get("trigger")
+        return BoundaryLine(
+            session_id,
+            at,
+            origin,
+            _str(entry.get("uuid")),
+            trigger if type(trigger) is str else "unknown",
+            _count(meta.get("preTokens")),
+            post if type(post) is int else None,
+        )
+
+
+class RecordResolver:
+    """Records → observations: de-duplication through the ledger, counted once per response."""
+
+    def __init__(self, ledger: ResponseLedger, stats: ParseStats) -> None:
+        self.ledger = ledger
+        self.stats = stats
+        self._origins: dict[OriginKey, Origin] = {}
+
+    def _origin(self, key: OriginKey | None) -> Origin | None:
+        if key is None:
+            return None
+        origin = self._origins.get(key)
+        if origin is None:
+            if len(self._origins) > 4096:
+                self._origins.clear()
+            origin = self._origins[key] = Origin(*key)
+        return origin
+
+    def resolve(self, records: list[Record]) -> list[Observation]:
+        out: list[Observation] = []
+        for record in records:
+            if type(record) is ResponseLine:
+                out.append(self._response(record))
+                if record.last_at > record.at:
+                    out.append(Activity(record.session_id, record.last_at, None))
+            elif type(record) is BoundaryLine:
+                out.append(self._boundary(record))
+            else:
+                out.append(Activity(record.session_id, record.at, self._origin(record.origin)))
+        return out
+
+    def _response(self, line: ResponseLine) -> Observation:
+        ledger = self.ledger
+        session_id = line.session_id
+        origin = self._origin(line.origin)
+        counts = TokenCounts(*line.usage)
+        counted = ledger.count(line.key, session_id, counts)
+        tool_calls = 0
+        for key in line.tool_keys:
+            if key is None or ledger.first_sighting_of(key, session_id):
+                tool_calls += 1
+        main_chain = not line.sidechain
         if counted is None:
             if tool_calls:
                 return Response(
-                    session_id, at, model, ZERO_TOKENS, 0, not sidechain, False, tool_calls, origin
-                )
-            return Activity(session_id, at, origin)
+                    session_id, line.at, line.model, ZERO_TOKENS, 0, main_chain, False,
+                    tool_calls, origin,
+                )  # fmt: skip
+            return Activity(session_id, line.at, origin)
         if counted.new_response:
             self.stats.responses += 1
         return Response(
             session_id=counted.session_id,
-            at=at,
-            model=model,
+            at=line.at,
+            model=line.model,
             usage=counted.usage,
-            context_tokens=context_of(usage, counts),
-            main_chain=not sidechain,
+            context_tokens=line.context,
+            main_chain=main_chain,
             new_response=counted.new_response,
             tool_calls=tool_calls,
             origin=origin if counted.session_id == session_id else None,
         )
 
-    def _boundary(
-        self, entry: dict[str, object], session_id: str, at: float, origin: Origin | None
-    ) -> Observation:
-        uuid = _str(entry.get("uuid"))
-        if uuid is not None and not self.ledger.first_sighting(f"compact:{uuid}", session_id):
-            return Activity(session_id, at, origin)
-        meta = entry.get("compactMetadata")
-        meta = meta if isinstance(meta, dict) else {}
-        post = meta.get("postTokens")
-        trigger = meta.get("trigger")
+    def _boundary(self, line: BoundaryLine) -> Observation:
+        origin = self._origin(line.origin)
+        if line.uuid is not None and not self.ledger.first_sighting(
+            f"compact:{line.uuid}", line.session_id
+        ):
+            return Activity(line.session_id, line.at, origin)
         self.stats.checkpoints += 1
         return Compaction(
-            session_id=session_id,
-            at=at,
-            trigger=trigger if isinstance(trigger, str) else "unknown",
-            pre_tokens=_count(meta.get("preTokens")),
-            post_tokens=post if isinstance(post, int) and not isinstance(post, bool) else None,
+            session_id=line.session_id,
+            at=line.at,
+            trigger=line.trigger,
+            pre_tokens=line.pre_tokens,
+            post_tokens=line.post_tokens,
             origin=origin,
         )
 
 
-__all__ = [
-    "ParseStats",
-    "TranscriptFile",
-    "TranscriptParser",
-    "context_of",
-    "ledger_key",
-    "parse_timestamp",
-    "usage_counts",
-]
+class TranscriptParser:
+    """Raw transcript lines → observations, in process: a decoder and a resolver."""
+
+    def __init__(self, ledger: ResponseLedger, stats: ParseStats | None = None) -> None:
+        self.stats = stats or ParseStats()
+        self.decoder = LineDecoder(self.stats)
+        self.resolver = RecordResolver(ledger, self.stats)
+
+    @property
+    def ledger(self) -> ResponseLedger:
+        return self.resolver.ledger
+
+    def oversize(self) -> None:
+        self.decoder.oversize()
+
+    def feed_block(self, block: bytes, file: TranscriptFile) -> list[Observation]:
+        return self.resolver.resolve(self.decoder.feed_block(block, file))
+
+    def feed(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+        return self.resolver.resolve(self.decoder.feed(raw, file))
+
+    def flush(self, file: TranscriptFile) -> list[Observation]:
+        return self.resolver.resolve(self.decoder.flush(file))
+
+    def parse(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
+        return self.resolver.resolve(self.decoder.parse(raw, file))
