@@ -351,17 +351,21 @@ class SessionManager:
         return session
 
     def _touch(self, session: _Session, at: float, now: float, origin: Origin | None) -> None:
+        # Where the session runs is what its newest line says, and its project is named by its
+        # earliest line: the same answer whatever order files and lines are applied in.
+        earliest = at <= session.started_at
+        newest = at >= session.last_activity
         session.started_at = min(session.started_at, at)
         session.last_activity = max(session.last_activity, at)
         if origin is not None and origin is not session.origin:
-            session.origin = origin
-            if origin.cwd:
-                session.cwd = origin.cwd
-                if session.project is None:
-                    session.project = project_name(origin.cwd)
-            session.git_branch = origin.git_branch or session.git_branch
-            session.version = origin.version or session.version
-            session.entrypoint = origin.entrypoint or session.entrypoint
+            if newest:
+                session.origin = origin
+                session.cwd = origin.cwd or session.cwd
+                session.git_branch = origin.git_branch or session.git_branch
+                session.version = origin.version or session.version
+                session.entrypoint = origin.entrypoint or session.entrypoint
+            if origin.cwd and (earliest or session.project is None):
+                session.project = project_name(origin.cwd)
         if session.status in (SessionStatus.ENDED, SessionStatus.SUPERSEDED):
             if session.ended_at is not None and at > session.ended_at:
                 session.ended_at = None

@@ -307,3 +307,20 @@ def test_origin_sets_project_from_the_first_cwd_and_tracks_the_latest() -> None:
 )  # fmt: skip
 def test_project_name_is_the_last_path_component(cwd: str | None, name: str | None) -> None:
     assert project_name(cwd) == name
+
+
+def test_where_a_session_runs_does_not_depend_on_the_order_lines_arrive_in() -> None:
+    lines = [
+        Activity(SID, T0, Origin(cwd="/w/repo", git_branch="main", version="2.1.38")),
+        Activity(SID, T0 + 5, Origin(cwd="/w/repo/sub", git_branch="feature", version="2.1.39")),
+        Activity(SID, T0 + 2, Origin(cwd="/w/repo/agent", git_branch="main")),
+    ]
+    results = set()
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1]):
+        m = SessionManager()
+        for i in order:
+            m.apply(lines[i], T0 + 10)
+        s = m.session(SID)
+        assert s is not None
+        results.add((s.project, s.cwd, s.git_branch, s.version, s.started_at, s.last_activity))
+    assert results == {("repo", "/w/repo/sub", "feature", "2.1.39", T0, T0 + 5)}

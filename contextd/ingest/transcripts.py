@@ -179,6 +179,17 @@ class BoundaryLine(NamedTuple):
 Record = ActivityLine | ResponseLine | BoundaryLine
 
 
+def _utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8 (JSON's encoding); fast for ASCII, as most lines are."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _merged(first: ResponseLine, later: ResponseLine) -> ResponseLine:
     """Two lines of one response as one: first input/cache counts, largest output, all tools.
 
@@ -216,13 +227,20 @@ class LineDecoder:
         carry neither usage nor a checkpoint are never visited one by one: a byte count checks
         that every line is shaped like one JSON object, and only the lines around a
         ``"usage"`` or ``compact_boundary`` match, plus the first and last timed lines, are
-        decoded. Misshapen lines (blank, torn, not an object) are found only when the count
-        says there are some, then counted and left out.
+        decoded. Misshapen lines (blank, torn, not an object, NUL bytes, invalid UTF-8) are
+        looked for line by line only when the block-wide checks say there are some; they are
+        counted and left out.
         """
         count = block.count(b"\n")
         self.stats.lines += count
         bad: set[int] = set()
-        if not (block[:1] == b"{" and block[-2:] == b"}\n" and block.count(b"}\n{") == count - 1):
+        if not (
+            block[:1] == b"{"
+            and block[-2:] == b"}\n"
+            and block.count(b"}\n{") == count - 1
+            and b"\x00" not in block
+            and _utf8(block)
+        ):
             bad = self._misshapen(block)
         starts: list[int] = []
         for needle in (b'"usage"', b"compact_boundary"):
@@ -270,6 +288,10 @@ class LineDecoder:
                     stats.malformed += 1
                     stats.reject("invalid_json")
                     bad.add(offset)
+            elif b"\x00" in line or not _utf8(line):
+                stats.malformed += 1
+                stats.reject("invalid_json")
+                bad.add(offset)
             offset += len(line) + 1
         return bad
 

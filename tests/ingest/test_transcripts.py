@@ -234,3 +234,28 @@ def test_blank_lines_and_lines_without_time_are_skipped_without_error() -> None:
 def test_timestamps_parse_iso_8601_with_zone(text: object, expected: float | None) -> None:
     got = parse_timestamp(text)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("bad", "blank", "malformed"),
+    [(b"", 1, 0), (b'{"type": "user", "message": {"content": "torn', 0, 1),
+     (b'{"type":"user","sessionId":"x","note":"caf\xe9"}', 0, 1),
+     (b'{"type":"user","sessionId":"x","note":"a\x00b"}', 0, 1), (b"garbage", 0, 1)],
+)  # fmt: skip
+def test_a_bad_line_inside_a_block_is_counted_and_the_rest_still_counts(
+    bad: bytes, blank: int, malformed: int
+) -> None:
+    p = parser()
+    user = orjson.dumps({"type": "user", "sessionId": SID, "timestamp": "2026-02-12T10:00:00Z"})
+    block = b"\n".join([user, assistant("m1"), bad, assistant("m2"), user]) + b"\n"
+    found = p.feed_block(block, MAIN)
+    assert [o.usage.output for o in found if isinstance(o, Response)] == [10, 10]
+    assert (p.stats.lines, p.stats.blank, p.stats.malformed) == (5, blank, malformed)
+
+
+def test_a_block_of_good_lines_counts_nothing_as_malformed() -> None:
+    p = parser()
+    block = b"\n".join(assistant(f"m{i}", "日本語 →", output=i) for i in range(50)) + b"\n"
+    found = p.feed_block(block, MAIN)
+    assert len([o for o in found if isinstance(o, Response)]) == 50
+    assert (p.stats.lines, p.stats.malformed, p.stats.blank) == (50, 0, 0)
