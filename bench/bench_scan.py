@@ -62,6 +62,50 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
     return wall, rss, proc.stdout
 
 
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    for current in found:
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children") as fh:
+                    found.extend(int(c) for c in fh.read().split())
+            except OSError:
+                continue
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: the process's private pages plus its share of shared ones, so
+    summing it over a process tree counts pages shared after a fork once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_peak_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run ``cmd``; return (wall seconds, peak of the summed PSS of it and all its descendants
+    in KiB, sampled every 10 ms): worker processes count too."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, sum(_pss_kib(p) for p in _descendants(proc.pid)))
+        time.sleep(0.01)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode})")
+    return wall, peak
+
+
 def ensure_ccusage(path: Path) -> Path:
     if path.exists():
         return path
@@ -76,22 +120,18 @@ def ensure_ccusage(path: Path) -> Path:
     return found
 
 
-def ensure_corpus(corpus: Path, sessions: int, target: float, seed: int) -> None:
+def ensure_corpus(corpus: Path, sessions: int, target: float, seed: int) -> dict[str, object]:
+    """Generate the corpus unless ``corpus`` already holds one; return its generator args."""
     manifest = corpus / "manifest.json"
-    if manifest.exists():
-        meta = json.loads(manifest.read_text())
-        if (meta.get("sessions"), meta.get("target_bytes"), meta.get("seed")) == (
-            sessions,
-            int(target),
-            seed,
-        ):
-            return
-        shutil.rmtree(corpus)
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gen_corpus.py"), "--out", str(corpus),
-         "--sessions", str(sessions), "--target-bytes", str(int(target)), "--seed", str(seed)],
-        check=True,
-    )  # fmt: skip
+    if not manifest.exists():
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "gen_corpus.py"), "--out", str(corpus),
+             "--sessions", str(sessions), "--target-bytes", str(int(target)),
+             "--seed", str(seed)],
+            check=True,
+        )  # fmt: skip
+    args: dict[str, object] = json.loads(manifest.read_text())["args"]
+    return args
 
 
 def warm_page_cache(corpus: Path) -> int:
@@ -197,7 +237,7 @@ def main() -> int:
     args = ap.parse_args()
 
     ccusage = ensure_ccusage(args.ccusage)
-    ensure_corpus(args.corpus, args.sessions, args.target_bytes, args.seed)
+    generated = ensure_corpus(args.corpus, args.sessions, args.target_bytes, args.seed)
     size = warm_page_cache(args.corpus)
     files = sum(1 for _ in args.corpus.rglob("*.jsonl"))
     contextd = [sys.executable, "-m", "contextd", "scan", "--config-dir", str(args.corpus)]
@@ -206,7 +246,7 @@ def main() -> int:
     # A scratch HOME: ccusage would otherwise also read other agents' data found there.
     env = {**os.environ, "CLAUDE_CONFIG_DIR": str(args.corpus), "TZ": "UTC",
            "HOME": str(work / "home")}  # fmt: skip
-    names = ("cc_wall", "cc_rss", "cold_wall", "cold_rss", "warm_wall")
+    names = ("cc_wall", "cc_rss", "cold_wall", "cold_rss", "cold_tree_rss", "warm_wall")
     rows: dict[str, list[float]] = {k: [] for k in names}
     cc_out = b""
     try:
@@ -224,6 +264,10 @@ def main() -> int:
                     wall, rss, _ = timed([*contextd, "--db", str(db)])
                     rows["cold_wall"].append(wall)
                     rows["cold_rss"].append(rss / 1024)
+                    # The same cold scan again, for the whole process tree's memory (workers
+                    # included, as PSS), which GNU time's peak of one process leaves out.
+                    _, tree = tree_peak_rss([*contextd, "--db", str(work / f"tree{run}.db")])
+                    rows["cold_tree_rss"].append(tree / 1024)
                     wall, _, _ = timed([*contextd, "--db", str(db)])
                     rows["warm_wall"].append(wall)
             print(
@@ -242,7 +286,7 @@ def main() -> int:
     result = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
-        "corpus": {"files": files, "bytes": size, "sessions": args.sessions, "seed": args.seed},
+        "corpus": {"files": files, "bytes": size, "generator_args": generated},
         "runs": args.runs,
         "median": med,
         "ratio_cold_vs_ccusage": med["cold_wall"] / med["cc_wall"],

@@ -130,6 +130,7 @@ class SessionSnapshot:
     project: str | None = None
     cwd: str | None = None
     model: str | None = None
+    user: str | None = None
     git_branch: str | None = None
     version: str | None = None
     entrypoint: str | None = None

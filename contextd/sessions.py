@@ -47,6 +47,7 @@ class EngineConfig:
     default_window: int = 200_000
     session_events: int = 500
     global_events: int = 2000
+    default_user: str | None = None  # user id given to sessions no source names a user for
 
     def __post_init__(self) -> None:
         if not 0 < self.warn_percent < self.critical_percent <= 100:
@@ -90,6 +91,7 @@ class _Session:
     project: str | None = None
     cwd: str | None = None
     model: str | None = None
+    user: str | None = None
     git_branch: str | None = None
     version: str | None = None
     entrypoint: str | None = None
@@ -130,6 +132,7 @@ class _Session:
             project=self.project,
             cwd=self.cwd,
             model=self.model,
+            user=self.user,
             git_branch=self.git_branch,
             version=self.version,
             entrypoint=self.entrypoint,
@@ -167,6 +170,7 @@ class _Session:
             project=snap.project,
             cwd=snap.cwd,
             model=snap.model,
+            user=snap.user,
             git_branch=snap.git_branch,
             version=snap.version,
             entrypoint=snap.entrypoint,
@@ -343,6 +347,7 @@ class SessionManager:
             last_activity=at,
             project=project_name(cwd),
             cwd=cwd,
+            user=self.config.default_user,
             window_tokens=self.config.default_window,
             events=deque(maxlen=self.config.session_events),
         )

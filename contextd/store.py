@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-_LEDGER_CACHE_LIMIT = 100_000
+_LEDGER_CACHE_LIMIT = 50_000
 
 
 def _tokens(data: dict[str, int]) -> TokenCounts:
@@ -94,6 +94,7 @@ def snapshot_to_record(snap: SessionSnapshot) -> bytes:
             "project": snap.project,
             "cwd": snap.cwd,
             "model": snap.model,
+            "user": snap.user,
             "git_branch": snap.git_branch,
             "version": snap.version,
             "entrypoint": snap.entrypoint,
@@ -130,6 +131,7 @@ def snapshot_from_record(blob: bytes) -> SessionSnapshot:
         project=d["project"],
         cwd=d["cwd"],
         model=d["model"],
+        user=d.get("user"),
         git_branch=d["git_branch"],
         version=d["version"],
         entrypoint=d["entrypoint"],
@@ -238,7 +240,7 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=10000")
-            self._conn.execute("PRAGMA cache_size=-16384")  # 16 MiB: the ledger's hot pages
+            self._conn.execute("PRAGMA cache_size=-8192")  # 8 MiB: the ledger's hot pages
             self._migrate()
             if str(path) != ":memory:":
                 os.chmod(self.path, 0o600)

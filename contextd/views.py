@@ -39,6 +39,7 @@ def session_view(snap: SessionSnapshot, config: EngineConfig) -> dict[str, objec
         "project": snap.project,
         "cwd": snap.cwd,
         "model": snap.model,
+        "user": snap.user,
         "git_branch": snap.git_branch,
         "claude_version": snap.version,
         "entrypoint": snap.entrypoint,

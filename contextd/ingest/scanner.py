@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -46,7 +47,7 @@ def _state(cursor: FileCursor) -> tuple[int, int, bool, int]:
 
 
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # below this a pool costs more than it saves
-_AHEAD = 8  # files decoded ahead of the one being applied, per worker
+_AHEAD = 2  # files decoded ahead of the one being applied, per worker (memory bound)
 
 
 class DecodedBlock(NamedTuple):
@@ -237,7 +238,10 @@ class TranscriptIngestor:
         return total
 
     def _scan_parallel(self, paths: list[str], now: float, jobs: int, result: ScanResult) -> None:
-        context = multiprocessing.get_context("spawn")  # safe beside threads, unlike fork
+        # fork is cheap and needs no helper process, but is unsafe once threads run (the
+        # daemon's); a single-threaded process (the CLI) forks, others spawn.
+        method = "fork" if threading.active_count() == 1 else "spawn"
+        context = multiprocessing.get_context(method)
         resolver = self.parser.resolver
         stats = self.parser.stats
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:

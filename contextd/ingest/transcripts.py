@@ -227,9 +227,10 @@ class LineDecoder:
         carry neither usage nor a checkpoint are never visited one by one: a byte count checks
         that every line is shaped like one JSON object, and only the lines around a
         ``"usage"`` or ``compact_boundary`` match, plus the first and last timed lines, are
-        decoded. Misshapen lines (blank, torn, not an object, NUL bytes, invalid UTF-8) are
-        looked for line by line only when the block-wide checks say there are some; they are
-        counted and left out.
+        decoded. Misshapen lines (blank, torn, not an object, NUL bytes) are looked for line by
+        line only when the block-wide checks say there are some; they are counted and left out.
+        Invalid UTF-8 is found where a line is decoded (orjson validates it), or in a block that
+        fails those checks; elsewhere a line is not decoded, so its bytes are never used.
         """
         count = block.count(b"\n")
         self.stats.lines += count
@@ -239,7 +240,6 @@ class LineDecoder:
             and block[-2:] == b"}\n"
             and block.count(b"}\n{") == count - 1
             and b"\x00" not in block
-            and _utf8(block)
         ):
             bad = self._misshapen(block)
         starts: list[int] = []

@@ -239,7 +239,7 @@ def test_timestamps_parse_iso_8601_with_zone(text: object, expected: float | Non
 @pytest.mark.parametrize(
     ("bad", "blank", "malformed"),
     [(b"", 1, 0), (b'{"type": "user", "message": {"content": "torn', 0, 1),
-     (b'{"type":"user","sessionId":"x","note":"caf\xe9"}', 0, 1),
+     (b'{"type":"assistant","note":"caf\xe9","message":{"usage":{}}}', 0, 1),
      (b'{"type":"user","sessionId":"x","note":"a\x00b"}', 0, 1), (b"garbage", 0, 1)],
 )  # fmt: skip
 def test_a_bad_line_inside_a_block_is_counted_and_the_rest_still_counts(
@@ -259,3 +259,10 @@ def test_a_block_of_good_lines_counts_nothing_as_malformed() -> None:
     found = p.feed_block(block, MAIN)
     assert len([o for o in found if isinstance(o, Response)]) == 50
     assert (p.stats.lines, p.stats.malformed, p.stats.blank) == (50, 0, 0)
+
+
+def test_invalid_utf8_in_a_line_that_is_decoded_is_malformed() -> None:
+    p = parser()
+    broken = assistant("m1").replace(b'"text":"hi"', b'"text":"h\xe9"')
+    assert p.feed_block(broken + b"\n", MAIN) == []
+    assert p.stats.by_reason == {"invalid_json": 1}

@@ -1,0 +1,1 @@
+"""Outputs that render the engine's snapshot: Prometheus exposition and OTLP push."""
