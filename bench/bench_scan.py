@@ -192,9 +192,20 @@ def append_latency(corpus: Path, db: Path, repeats: int) -> list[float]:
     target = max((p for p in corpus.rglob("*.jsonl") if "subagents" not in p.parts),
                  key=lambda p: p.stat().st_size)  # fmt: skip
     session = target.stem
+    original_size = target.stat().st_size
     store = Store(db)
     ingestor = TranscriptIngestor.open(store)
     samples: list[float] = []
+    try:
+        _append_turns(target, session, ingestor, repeats, samples)
+    finally:
+        os.truncate(target, original_size)  # leave the corpus as generated
+        store.close()
+    return samples
+
+
+def _append_turns(target: Path, session: str, ingestor: TranscriptIngestor, repeats: int,
+                  samples: list[float]) -> None:  # fmt: skip
     for i in range(repeats):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{i % 1000:03d}Z"
         base = {"sessionId": session, "cwd": "/bench/project", "timestamp": stamp,
@@ -221,8 +232,6 @@ def append_latency(corpus: Path, db: Path, repeats: int) -> list[float]:
         started = time.perf_counter()
         ingestor.ingest_file(target)
         samples.append((time.perf_counter() - started) * 1000)
-    store.close()
-    return samples
 
 
 def main() -> int:

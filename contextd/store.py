@@ -17,7 +17,7 @@ import sqlite3
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
-from heapq import merge
+from itertools import chain
 from pathlib import Path
 
 import orjson
@@ -211,7 +211,8 @@ class SqliteLedger:
         self._pending.clear()
         if len(self._cache) > _LEDGER_CACHE_LIMIT:
             if self._index is not None:
-                self._index = array("q", merge(self._index, sorted(self._cache)))
+                # Two sorted runs: timsort merges them in linear time, in C.
+                self._index = array("q", sorted(chain(self._index, self._cache)))
             self._cache.clear()
 
     def discard(self) -> None:

@@ -47,7 +47,7 @@ def _state(cursor: FileCursor) -> tuple[int, int, bool, int]:
 
 
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # below this a pool costs more than it saves
-_AHEAD = 2  # files decoded ahead of the one being applied, per worker (memory bound)
+_AHEAD = 4  # files decoded ahead of the one being applied, per worker (memory bound)
 
 
 class DecodedBlock(NamedTuple):
