@@ -58,16 +58,59 @@ class Compaction:
     """A checkpoint: the conversation was compacted (or explicitly checkpointed).
 
     ``post_tokens`` is None when the source does not know it yet; the engine then takes the
-    context of the next main-chain response.
+    context of the next main-chain response. ``pre_tokens`` is None when the source does not
+    know it either (a hook): the session's current context is used. A transcript boundary and
+    a hook describing the same compaction (within a few minutes) count once.
     """
 
     session_id: str
     at: float
     trigger: str
-    pre_tokens: int
+    pre_tokens: int | None
     post_tokens: int | None = None
     source: str = "transcript"
     origin: Origin | None = None
 
 
-Observation = Activity | Response | Compaction
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """Claude Code started, resumed, cleared into, compacted or forked a session (a hook).
+
+    ``source`` is ``startup``, ``resume``, ``clear``, ``compact`` or ``fork``. A ``clear`` start
+    follows the end of the session it replaces, which the engine then marks as superseded.
+    """
+
+    session_id: str
+    at: float
+    source: str
+    model: str | None = None
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """Claude Code ended a session (a hook); ``reason`` ``clear`` means it was replaced."""
+
+    session_id: str
+    at: float
+    reason: str
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine:
+    """What Claude Code's status line reports: authoritative for the window and the context.
+
+    ``context_tokens`` is None when the status line has no current usage (before the first
+    response, right after a compaction).
+    """
+
+    session_id: str
+    at: float
+    model: str | None = None
+    window_tokens: int | None = None
+    context_tokens: int | None = None
+    origin: Origin | None = None
+
+
+Observation = Activity | Response | Compaction | SessionStart | SessionEnd | StatusLine

@@ -153,6 +153,10 @@ class SessionSnapshot:
     checkpoints: int = 0
     tokens_saved: int = 0
     pending_checkpoint: int | None = None
+    last_checkpoint_at: float | None = None
+    last_checkpoint_source: str | None = None
+    last_checkpoint_saved: int | None = None
+    superseded_by: str | None = None
 
     @property
     def percent(self) -> float:

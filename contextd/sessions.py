@@ -16,7 +16,16 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from contextd.events import Activity, Compaction, Observation, Origin, Response
+from contextd.events import (
+    Activity,
+    Compaction,
+    Observation,
+    Origin,
+    Response,
+    SessionEnd,
+    SessionStart,
+    StatusLine,
+)
 from contextd.models import (
     EventKind,
     ModelUsage,
@@ -48,6 +57,9 @@ class EngineConfig:
     session_events: int = 500
     global_events: int = 2000
     default_user: str | None = None  # user id given to sessions no source names a user for
+    checkpoint_merge_window: float = 300.0  # a hook and a transcript line on one compaction
+    supersede_window: float = 60.0  # a /clear's end and the new session's start
+    revive_after: float = 30.0  # activity this long after a session's end means it resumed
 
     def __post_init__(self) -> None:
         if not 0 < self.warn_percent < self.critical_percent <= 100:
@@ -116,6 +128,10 @@ class _Session:
     checkpoints: int = 0
     tokens_saved: int = 0
     pending_checkpoint: int | None = None
+    last_checkpoint_at: float | None = None
+    last_checkpoint_source: str | None = None
+    last_checkpoint_saved: int | None = None
+    superseded_by: str | None = None
     events: deque[SessionEvent] = field(default_factory=deque)
     origin: Origin | None = None  # the last origin taken in (not persisted)
 
@@ -158,6 +174,10 @@ class _Session:
             checkpoints=self.checkpoints,
             tokens_saved=self.tokens_saved,
             pending_checkpoint=self.pending_checkpoint,
+            last_checkpoint_at=self.last_checkpoint_at,
+            last_checkpoint_source=self.last_checkpoint_source,
+            last_checkpoint_saved=self.last_checkpoint_saved,
+            superseded_by=self.superseded_by,
         )
 
     @classmethod
@@ -193,6 +213,10 @@ class _Session:
             checkpoints=snap.checkpoints,
             tokens_saved=snap.tokens_saved,
             pending_checkpoint=snap.pending_checkpoint,
+            last_checkpoint_at=snap.last_checkpoint_at,
+            last_checkpoint_source=snap.last_checkpoint_source,
+            last_checkpoint_saved=snap.last_checkpoint_saved,
+            superseded_by=snap.superseded_by,
             events=deque(events, maxlen=maxlen),
         )
 
@@ -241,6 +265,12 @@ class SessionManager:
             self._apply_response(session, obs)
         elif isinstance(obs, Compaction):
             self._apply_compaction(session, obs)
+        elif isinstance(obs, StatusLine):
+            self._apply_status_line(session, obs)
+        elif isinstance(obs, SessionStart):
+            self._apply_start(session, obs, now)
+        elif isinstance(obs, SessionEnd):
+            self._apply_end(session, obs)
         else:
             assert isinstance(obs, Activity)
         self._changed(session)
@@ -372,14 +402,20 @@ class SessionManager:
             if origin.cwd and (earliest or session.project is None):
                 session.project = project_name(origin.cwd)
         if session.status in (SessionStatus.ENDED, SessionStatus.SUPERSEDED):
-            if session.ended_at is not None and at > session.ended_at:
-                session.ended_at = None
-                session.end_reason = None
-                self._set_status(session, self._classify(session.last_activity, now), at)
+            # Lines written around the end (another clock than the hook's) do not revive it;
+            # a SessionStart does (see _apply_start), and so does activity well after the end.
+            if session.ended_at is not None and at > session.ended_at + self.config.revive_after:
+                self._revive(session, now, at)
         else:
             status = self._classify(session.last_activity, now)
             if status is not session.status:
                 self._set_status(session, status, at)
+
+    def _revive(self, session: _Session, now: float, at: float) -> None:
+        session.ended_at = None
+        session.end_reason = None
+        session.superseded_by = None
+        self._set_status(session, self._classify(session.last_activity, now), at)
 
     def _set_status(self, session: _Session, status: SessionStatus, at: float) -> None:
         before = session.status
@@ -469,30 +505,117 @@ class SessionManager:
         session.window_source = source
 
     def _apply_compaction(self, session: _Session, obs: Compaction) -> None:
+        pre = obs.pre_tokens if obs.pre_tokens is not None else session.context_tokens
+        saved = max(0, pre - obs.post_tokens) if obs.post_tokens is not None else None
+        last_at = session.last_checkpoint_at
+        near = last_at is not None and abs(obs.at - last_at) <= self.config.checkpoint_merge_window
+        if near and session.last_checkpoint_source == obs.source == "hook":
+            return  # the same hook delivered again
+        if near and session.last_checkpoint_source != obs.source:
+            self._merge_checkpoint(session, obs, pre, saved)
+            return
         session.checkpoints += 1
         session.warn_armed = True
         session.critical_armed = True
-        saved: int | None = None
-        if obs.post_tokens is not None:
-            saved = max(0, obs.pre_tokens - obs.post_tokens)
+        session.last_checkpoint_at = obs.at
+        session.last_checkpoint_source = obs.source
+        session.last_checkpoint_saved = saved
+        if obs.post_tokens is not None and saved is not None:
             session.tokens_saved += saved
             session.pending_checkpoint = None
-            if session.context_at is None or obs.at >= session.context_at:
-                session.context_tokens = obs.post_tokens
-                session.context_at = obs.at
+            self._set_context(session, obs.post_tokens, obs.at)
         else:
-            session.pending_checkpoint = obs.pre_tokens
+            session.pending_checkpoint = pre
         self._emit(
             session,
             obs.at,
             EventKind.CHECKPOINT,
             trigger=obs.trigger,
             source=obs.source,
-            pre_tokens=obs.pre_tokens,
+            pre_tokens=pre,
             post_tokens=obs.post_tokens,
             tokens_saved=saved,
         )
         self._check_thresholds(session, obs.at)
+
+    def _merge_checkpoint(
+        self, session: _Session, obs: Compaction, pre: int, saved: int | None
+    ) -> None:
+        """A second source on the last checkpoint: keep one count, take the better figures.
+
+        A transcript boundary knows ``preTokens`` exactly (and, in newer builds, the tokens
+        after); a hook only knows that the compaction happened.
+        """
+        if obs.source != "transcript":
+            return
+        if obs.post_tokens is not None and saved is not None:
+            if session.last_checkpoint_saved is not None:
+                session.tokens_saved += saved - session.last_checkpoint_saved
+            else:
+                session.tokens_saved += saved
+                session.pending_checkpoint = None
+            session.last_checkpoint_saved = saved
+            self._set_context(session, obs.post_tokens, obs.at)
+        elif session.last_checkpoint_saved is None:
+            session.pending_checkpoint = pre
+        session.last_checkpoint_source = obs.source
+
+    def _set_context(self, session: _Session, tokens: int, at: float) -> None:
+        if session.context_at is None or at >= session.context_at:
+            session.context_tokens = tokens
+            session.context_at = at
+
+    def _apply_status_line(self, session: _Session, obs: StatusLine) -> None:
+        if obs.model and obs.model != session.model:
+            if session.model is not None:
+                self._emit(
+                    session, obs.at, EventKind.MODEL_CHANGED, before=session.model, after=obs.model
+                )
+            session.model = obs.model
+        if obs.window_tokens:
+            self._set_window(session, obs.window_tokens, WindowSource.STATUSLINE, obs.at)
+        if obs.context_tokens is not None:
+            self._set_context(session, obs.context_tokens, obs.at)
+        self._check_thresholds(session, obs.at)
+
+    def _apply_start(self, session: _Session, obs: SessionStart, now: float) -> None:
+        if (
+            session.status in (SessionStatus.ENDED, SessionStatus.SUPERSEDED)
+            and session.ended_at is not None
+            and obs.at >= session.ended_at
+        ):
+            self._revive(session, now, obs.at)  # resumed
+        if obs.model and session.model is None:
+            session.model = obs.model
+            if _WINDOW_RANK[session.window_source] <= _WINDOW_RANK[WindowSource.MODEL]:
+                self._set_window(
+                    session,
+                    window_for_model(obs.model, self.config.default_window),
+                    WindowSource.MODEL,
+                    obs.at,
+                )
+        if obs.source != "clear":
+            return
+        # /clear: the session Claude Code just ended with reason "clear" is replaced by this one.
+        for other in self._sessions.values():
+            if (
+                other is not session
+                and other.status is SessionStatus.SUPERSEDED
+                and other.superseded_by is None
+                and other.ended_at is not None
+                and abs(obs.at - other.ended_at) <= self.config.supersede_window
+                and (session.cwd is None or other.cwd is None or other.cwd == session.cwd)
+            ):
+                other.superseded_by = session.session_id
+                self._changed(other)
+                break
+
+    def _apply_end(self, session: _Session, obs: SessionEnd) -> None:
+        status = SessionStatus.SUPERSEDED if obs.reason == "clear" else SessionStatus.ENDED
+        session.ended_at = obs.at
+        session.end_reason = obs.reason
+        if session.status is not status:
+            self._set_status(session, status, obs.at)
 
     def _check_thresholds(self, session: _Session, at: float) -> None:
         percent = session.percent

@@ -117,6 +117,10 @@ def snapshot_to_record(snap: SessionSnapshot) -> bytes:
             "checkpoints": snap.checkpoints,
             "tokens_saved": snap.tokens_saved,
             "pending_checkpoint": snap.pending_checkpoint,
+            "last_checkpoint_at": snap.last_checkpoint_at,
+            "last_checkpoint_source": snap.last_checkpoint_source,
+            "last_checkpoint_saved": snap.last_checkpoint_saved,
+            "superseded_by": snap.superseded_by,
         }
     )
 
@@ -154,6 +158,10 @@ def snapshot_from_record(blob: bytes) -> SessionSnapshot:
         checkpoints=d["checkpoints"],
         tokens_saved=d["tokens_saved"],
         pending_checkpoint=d["pending_checkpoint"],
+        last_checkpoint_at=d.get("last_checkpoint_at"),
+        last_checkpoint_source=d.get("last_checkpoint_source"),
+        last_checkpoint_saved=d.get("last_checkpoint_saved"),
+        superseded_by=d.get("superseded_by"),
     )
 
 

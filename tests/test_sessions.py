@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contextd.events import Activity, Compaction, Origin, Response
+from contextd.events import (
+    Activity,
+    Compaction,
+    Origin,
+    Response,
+    SessionEnd,
+    SessionStart,
+    StatusLine,
+)
 from contextd.models import EventKind, SessionStatus, TokenCounts, WindowSource
 from contextd.sessions import EngineConfig, SessionManager, project_name
 
@@ -324,3 +332,96 @@ def test_where_a_session_runs_does_not_depend_on_the_order_lines_arrive_in() -> 
         assert s is not None
         results.add((s.project, s.cwd, s.git_branch, s.version, s.started_at, s.last_activity))
     assert results == {("repo", "/w/repo/sub", "feature", "2.1.39", T0, T0 + 5)}
+
+
+# -- hooks and the status line ---------------------------------------------------------------
+
+
+def test_clear_supersedes_the_previous_session_and_links_its_successor() -> None:
+    m = SessionManager()
+    origin = Origin(cwd="/w/repo")
+    m.apply(SessionStart("old", T0, "startup", origin=origin), T0)
+    m.apply(SessionEnd("old", T0 + 100, "clear", origin=origin), T0 + 100)
+    m.apply(SessionStart("new", T0 + 101, "clear", origin=origin), T0 + 101)
+    old, new = m.session("old"), m.session("new")
+    assert old is not None
+    assert new is not None
+    assert (old.status, old.superseded_by, old.end_reason) == (
+        SessionStatus.SUPERSEDED, "new", "clear",
+    )  # fmt: skip
+    assert new.status is SessionStatus.ACTIVE
+
+
+def test_a_session_end_is_final_until_a_start_resumes_it() -> None:
+    m = SessionManager()
+    m.apply(response(50_000), T0)
+    m.apply(SessionEnd(SID, T0 + 10, "prompt_input_exit"), T0 + 10)
+    m.apply(Activity(SID, T0 + 12), T0 + 12)  # a late line from around the exit
+    assert m.session(SID).status is SessionStatus.ENDED  # type: ignore[union-attr]
+    m.apply(SessionStart(SID, T0 + 20, "resume"), T0 + 20)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.status, s.ended_at, s.end_reason) == (SessionStatus.ACTIVE, None, None)
+    assert s.context_tokens == 50_000
+
+
+def test_the_status_line_window_is_authoritative() -> None:
+    m = SessionManager()
+    m.apply(StatusLine(SID, T0, "claude-sonnet-4-5", window_tokens=1_000_000,
+                       context_tokens=150_000), T0)  # fmt: skip
+    m.apply(response(160_000, T0 + 1, model="claude-sonnet-4-5"), T0 + 1)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.window_tokens, s.window_source) == (1_000_000, WindowSource.STATUSLINE)
+    assert s.percent == pytest.approx(16.0)
+    assert s.warn_crossings == 0  # 15 % and 16 %, not 75 % and 80 % of a 200k table window
+
+
+def test_status_line_context_crosses_thresholds_and_null_usage_changes_nothing() -> None:
+    m = SessionManager()
+    m.apply(StatusLine(SID, T0, "claude-opus-4-6", 200_000, 185_000), T0)
+    m.apply(StatusLine(SID, T0 + 1, "claude-opus-4-6", 200_000, None), T0 + 1)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.context_tokens, s.warn_crossings, s.critical_crossings) == (185_000, 1, 1)
+
+
+def test_hook_then_transcript_on_one_compaction_count_once_with_the_transcript_figures() -> None:
+    m = SessionManager()
+    m.apply(response(160_000), T0)
+    m.apply(Compaction(SID, T0 + 5, "manual", pre_tokens=None, source="hook"), T0 + 5)
+    m.apply(Compaction(SID, T0 + 4, "manual", pre_tokens=170_000, post_tokens=9_000), T0 + 6)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.checkpoints, s.tokens_saved, s.context_tokens) == (1, 161_000, 9_000)
+
+
+def test_transcript_then_hook_on_one_compaction_count_once() -> None:
+    m = SessionManager()
+    m.apply(response(160_000), T0)
+    m.apply(Compaction(SID, T0 + 4, "auto", pre_tokens=170_000), T0 + 4)
+    m.apply(Compaction(SID, T0 + 5, "auto", pre_tokens=None, source="hook"), T0 + 5)
+    m.apply(response(30_000, T0 + 6), T0 + 6)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.checkpoints, s.tokens_saved) == (1, 140_000)
+
+
+def test_a_hook_compaction_alone_is_measured_from_the_current_context() -> None:
+    m = SessionManager()
+    m.apply(response(160_000), T0)
+    m.apply(Compaction(SID, T0 + 5, "manual", pre_tokens=None, source="hook"), T0 + 5)
+    m.apply(Compaction(SID, T0 + 6, "manual", pre_tokens=None, source="hook"), T0 + 6)  # again
+    m.apply(response(20_000, T0 + 7), T0 + 7)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.checkpoints, s.tokens_saved) == (1, 140_000)
+
+
+def test_two_compactions_from_the_transcript_minutes_apart_count_twice() -> None:
+    m = SessionManager()
+    m.apply(Compaction(SID, T0, "manual", pre_tokens=100_000, post_tokens=5_000), T0)
+    m.apply(Compaction(SID, T0 + 10, "manual", pre_tokens=50_000, post_tokens=4_000), T0 + 10)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.checkpoints, s.tokens_saved) == (2, 141_000)
