@@ -20,3 +20,12 @@ def samples_root(tmp_path: Path) -> Path:
     for path in project.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return tmp_path / "claude"
+
+
+# Real PromQL backends (VictoriaMetrics, Prometheus) for any test; see tests/promql_servers.py.
+# Bound here, after the local fixtures, so pytest registers them for every test module.
+from tests import promql_servers as _promql_servers  # noqa: E402  (appended, shared fixtures)
+
+victoria_metrics = _promql_servers.victoria_metrics
+prometheus_backfilled = _promql_servers.prometheus_backfilled
+prometheus_scraping = _promql_servers.prometheus_scraping
