@@ -7,6 +7,7 @@ settings or an unreadable Claude Code directory, always with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     scan = sub.add_parser("scan", help="ingest new transcript lines once and exit")
     _common(scan)
+    serve = sub.add_parser("serve", help="run the daemon (HTTP on 127.0.0.1 and a unix socket)")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 7323)")
+    serve.add_argument("--socket", type=Path, metavar="PATH", help="unix socket path")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
     sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
@@ -161,7 +168,25 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions}
+def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.host:
+        settings = replace(settings, host=args.host)
+    if args.port is not None:
+        if not 0 < args.port < 65536:
+            raise ConfigError(f"--port: not a TCP port: {args.port}")
+        settings = replace(settings, port=args.port)
+    if args.socket:
+        settings = replace(settings, socket=args.socket)
+    claude_roots(settings.config_dirs)  # bad dirs fail here, before anything listens
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    from contextd.server import serve  # noqa: PLC0415 (keeps the other commands light)
+
+    return serve(settings)
+
+
+_COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

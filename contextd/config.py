@@ -15,6 +15,15 @@ key                 environment                meaning
 ``critical_percent`` ``CONTEXTD_CRITICAL_PERCENT`` second threshold (default 90)
 ``default_window``  ``CONTEXTD_DEFAULT_WINDOW`` window of unknown models (default 200000)
 ``max_line_bytes``  ``CONTEXTD_MAX_LINE_BYTES`` transcript lines above this are skipped
+``host``            ``CONTEXTD_HOST``          HTTP address (default 127.0.0.1)
+``port``            ``CONTEXTD_PORT``          HTTP port (default 7323)
+``socket``          ``CONTEXTD_SOCKET``        unix socket (default $XDG_RUNTIME_DIR/contextd/)
+``token``           ``CONTEXTD_TOKEN``         bearer token; required off loopback
+``allowed_hosts``   ``CONTEXTD_ALLOWED_HOSTS`` extra Host header values to accept
+``max_body_bytes``  ``CONTEXTD_MAX_BODY_BYTES`` request bodies above this get 413
+``max_series``      ``CONTEXTD_MAX_SERIES``    per-session metric series cap (default 500)
+``tick_interval``   ``CONTEXTD_TICK_INTERVAL`` seconds between idle/expiry checks
+``rescan_interval`` ``CONTEXTD_RESCAN_INTERVAL`` seconds between full transcript rescans
 ==================  =========================  ==========================================
 """
 
@@ -22,7 +31,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,16 +47,36 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "contextd"
 
 
+DEFAULT_PORT = 7323
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_RUNTIME_DIR/contextd``, else ``<state dir>/run``: where the unix socket lives."""
+    env = os.environ if env is None else env
+    runtime = env.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "contextd" if runtime else state_dir(env) / "run"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     db: Path = field(default_factory=lambda: state_dir() / "contextd.db")
     config_dirs: tuple[str, ...] = ()
     engine: EngineConfig = field(default_factory=EngineConfig)
     max_line_bytes: int = DEFAULT_MAX_LINE
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    socket: Path = field(default_factory=lambda: runtime_dir() / "contextd.sock")
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    max_series: int = 500
+    tick_interval: float = 5.0
+    rescan_interval: float = 60.0
 
-
-_ENGINE_FLOATS = ("idle_after", "expire_after", "warn_percent", "critical_percent")
-_ENGINE_INTS = ("default_window",)
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK
 
 
 def _number(name: str, value: object, kind: type[int] | type[float]) -> int | float:
@@ -62,24 +91,61 @@ def _number(name: str, value: object, kind: type[int] | type[float]) -> int | fl
     return number
 
 
+def _int(name: str, value: object) -> int:
+    return int(_number(name, value, int))
+
+
+def _float(name: str, value: object) -> float:
+    return float(_number(name, value, float))
+
+
+def _port(name: str, value: object) -> int:
+    port = _int(name, value)
+    if port >= 65536:
+        raise ConfigError(f"{name}: not a TCP port: {value!r}")
+    return port
+
+
+def _path(name: str, value: object) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: expected a path")
+    return Path(value).expanduser()
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: expected a non-empty string")
+    return value
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+        raise ConfigError(f"{name}: expected a list of strings")
+    return tuple(items)
+
+
+_SETTINGS: dict[str, Callable[[str, object], object]] = {
+    "db": _path, "config_dirs": _strings, "max_line_bytes": _int, "host": _text,
+    "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
+    "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
+    "rescan_interval": _float,
+}  # fmt: skip
+_ENGINE: dict[str, Callable[[str, object], object]] = {
+    "idle_after": _float, "expire_after": _float, "warn_percent": _float,
+    "critical_percent": _float, "default_window": _int,
+}  # fmt: skip
+
+
 def _apply(settings: Settings, values: Mapping[str, object], where: str) -> Settings:
-    engine_changes: dict[str, int | float] = {}
+    engine_changes: dict[str, object] = {}
     changes: dict[str, object] = {}
     for key, value in values.items():
         name = f"{where}{key.upper()}" if where == "CONTEXTD_" else f"{where}{key}"
-        if key == "db":
-            changes["db"] = Path(str(value)).expanduser()
-        elif key == "config_dirs":
-            dirs = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else value
-            if not isinstance(dirs, list) or not all(isinstance(p, str) for p in dirs):
-                raise ConfigError(f"{name}: expected a list of paths")
-            changes["config_dirs"] = tuple(dirs)
-        elif key in _ENGINE_FLOATS:
-            engine_changes[key] = _number(name, value, float)
-        elif key in _ENGINE_INTS:
-            engine_changes[key] = _number(name, value, int)
-        elif key == "max_line_bytes":
-            changes["max_line_bytes"] = _number(name, value, int)
+        if key in _SETTINGS:
+            changes[key] = _SETTINGS[key](name, value)
+        elif key in _ENGINE:
+            engine_changes[key] = _ENGINE[key](name, value)
         else:
             raise ConfigError(f"{name}: unknown setting")
     if engine_changes:
@@ -95,7 +161,9 @@ def load_settings(
 ) -> Settings:
     """Defaults ← TOML file ← ``CONTEXTD_*`` environment."""
     env = os.environ if env is None else env
-    settings = Settings(db=state_dir(env) / "contextd.db")
+    settings = Settings(
+        db=state_dir(env) / "contextd.db", socket=runtime_dir(env) / "contextd.sock"
+    )
     if config_file is not None:
         try:
             data = tomllib.loads(config_file.read_text(encoding="utf-8"))

@@ -26,7 +26,10 @@ class SessionStatus(StrEnum):
 
     @property
     def live(self) -> bool:
-        return self in (SessionStatus.ACTIVE, SessionStatus.IDLE)
+        return self in _LIVE
+
+
+_LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.IDLE})
 
 
 class WindowSource(StrEnum):

@@ -233,6 +233,8 @@ class SessionManager:
         self._new_events: list[SessionEvent] = []
         self._published: tuple[SessionSnapshot, ...] | None = ()
         self._frozen: dict[str, SessionSnapshot] = {}
+        self._stale: set[str] = set()  # changed since their last freeze
+        self._not_live: set[str] = set()  # candidates for eviction
 
     # -- restore ---------------------------------------------------------------------------
 
@@ -242,6 +244,11 @@ class SessionManager:
             snapshot, events, self.config.session_events
         )
         self._frozen[snapshot.session_id] = snapshot
+        self._stale.discard(snapshot.session_id)
+        if snapshot.status.live:
+            self._not_live.discard(snapshot.session_id)
+        else:
+            self._not_live.add(snapshot.session_id)
         self._published = None
 
     def adopt_global_events(self, events: Iterable[SessionEvent]) -> None:
@@ -292,8 +299,9 @@ class SessionManager:
 
         The ``keep`` most recently active of them stay, for the next lines that name them.
         """
-        idle = [s for sid, s in self._sessions.items()
-                if not s.status.live and sid not in self._dirty]  # fmt: skip
+        if len(self._not_live) <= keep:
+            return ()
+        idle = [self._sessions[sid] for sid in self._not_live if sid not in self._dirty]
         if len(idle) <= keep:
             return ()
         idle.sort(key=lambda s: s.last_activity, reverse=True)
@@ -301,6 +309,7 @@ class SessionManager:
         for sid in gone:
             del self._sessions[sid]
             self._frozen.pop(sid, None)
+            self._not_live.discard(sid)
         if gone:
             self._published = None
         return gone
@@ -314,6 +323,16 @@ class SessionManager:
         return Changes(sessions, events)
 
     # -- output ----------------------------------------------------------------------------
+
+    def frozen(self) -> tuple[SessionSnapshot, ...]:
+        """All sessions held in memory, in no particular order; only changed ones are frozen
+        anew, so publishing after every small change stays cheap."""
+        for sid in self._stale:
+            found = self._sessions.get(sid)
+            if found is not None and sid not in self._frozen:  # drain() may have frozen it
+                self._frozen[sid] = found.freeze()
+        self._stale.clear()
+        return tuple(self._frozen.values())
 
     def snapshot(self) -> tuple[SessionSnapshot, ...]:
         """All sessions held in memory, most recently active first. Immutable."""
@@ -345,6 +364,7 @@ class SessionManager:
 
     def _changed(self, session: _Session) -> None:
         self._dirty.add(session.session_id)
+        self._stale.add(session.session_id)
         self._frozen.pop(session.session_id, None)
         self._published = None
 
@@ -382,6 +402,8 @@ class SessionManager:
             events=deque(maxlen=self.config.session_events),
         )
         self._sessions[session_id] = session
+        if not session.status.live:
+            self._not_live.add(session_id)
         self._emit(session, at, EventKind.SESSION_STARTED, project=session.project)
         return session
 
@@ -420,6 +442,10 @@ class SessionManager:
     def _set_status(self, session: _Session, status: SessionStatus, at: float) -> None:
         before = session.status
         session.status = status
+        if status.live:
+            self._not_live.discard(session.session_id)
+        else:
+            self._not_live.add(session.session_id)
         self._emit(session, at, EventKind.STATUS_CHANGED, before=before.value, after=status.value)
 
     def _apply_response(self, session: _Session, obs: Response) -> None:
@@ -468,18 +494,7 @@ class SessionManager:
         wider = promoted_window(session.window_tokens, obs.context_tokens)
         if wider != session.window_tokens and session.window_source is not WindowSource.STATUSLINE:
             self._set_window(session, wider, WindowSource.OBSERVED, obs.at)
-        if session.pending_checkpoint is not None:
-            saved = max(0, session.pending_checkpoint - obs.context_tokens)
-            session.tokens_saved += saved
-            self._emit(
-                session,
-                obs.at,
-                EventKind.CHECKPOINT_MEASURED,
-                pre_tokens=session.pending_checkpoint,
-                post_tokens=obs.context_tokens,
-                tokens_saved=saved,
-            )
-            session.pending_checkpoint = None
+        self._measure_pending(session, obs.context_tokens, obs.at)
         if session.status.live:  # the context timeline of history is not worth keeping
             self._emit(
                 session,
@@ -536,7 +551,10 @@ class SessionManager:
             post_tokens=obs.post_tokens,
             tokens_saved=saved,
         )
-        self._check_thresholds(session, obs.at)
+        if obs.post_tokens is not None:
+            # Without it the context figure is the stale pre-compaction one: the thresholds
+            # wait for the next real figure instead of counting that again.
+            self._check_thresholds(session, obs.at)
 
     def _merge_checkpoint(
         self, session: _Session, obs: Compaction, pre: int, saved: int | None
@@ -560,6 +578,23 @@ class SessionManager:
             session.pending_checkpoint = pre
         session.last_checkpoint_source = obs.source
 
+    def _measure_pending(self, session: _Session, context: int, at: float) -> None:
+        """The first context reported after a checkpoint without its after-figure measures it."""
+        if session.pending_checkpoint is None:
+            return
+        saved = max(0, session.pending_checkpoint - context)
+        session.tokens_saved += saved
+        session.last_checkpoint_saved = saved
+        self._emit(
+            session,
+            at,
+            EventKind.CHECKPOINT_MEASURED,
+            pre_tokens=session.pending_checkpoint,
+            post_tokens=context,
+            tokens_saved=saved,
+        )
+        session.pending_checkpoint = None
+
     def _set_context(self, session: _Session, tokens: int, at: float) -> None:
         if session.context_at is None or at >= session.context_at:
             session.context_tokens = tokens
@@ -574,8 +609,11 @@ class SessionManager:
             session.model = obs.model
         if obs.window_tokens:
             self._set_window(session, obs.window_tokens, WindowSource.STATUSLINE, obs.at)
-        if obs.context_tokens is not None:
+        if obs.context_tokens is not None and (
+            session.context_at is None or obs.at >= session.context_at
+        ):
             self._set_context(session, obs.context_tokens, obs.at)
+            self._measure_pending(session, obs.context_tokens, obs.at)
         self._check_thresholds(session, obs.at)
 
     def _apply_start(self, session: _Session, obs: SessionStart, now: float) -> None:

@@ -47,6 +47,7 @@ def session_view(snap: SessionSnapshot, config: EngineConfig) -> dict[str, objec
         "last_activity": iso(snap.last_activity),
         "ended_at": iso(snap.ended_at),
         "end_reason": snap.end_reason,
+        "superseded_by": snap.superseded_by,
         "duration_seconds": round(snap.duration, 3),
         "context_tokens": snap.context_tokens,
         "context_window": snap.window_tokens,
@@ -59,6 +60,7 @@ def session_view(snap: SessionSnapshot, config: EngineConfig) -> dict[str, objec
         "checkpoints": snap.checkpoints,
         "tokens_saved": snap.tokens_saved,
         "checkpoint_pending_pre_tokens": snap.pending_checkpoint,
+        "last_checkpoint_at": iso(snap.last_checkpoint_at),
         "tokens": tokens_view(snap.tokens),
         "subagent_tokens": tokens_view(snap.sidechain_tokens),
         "models": [

@@ -425,3 +425,13 @@ def test_two_compactions_from_the_transcript_minutes_apart_count_twice() -> None
     s = m.session(SID)
     assert s is not None
     assert (s.checkpoints, s.tokens_saved) == (2, 141_000)
+
+
+def test_a_checkpoint_without_its_after_figure_does_not_recount_the_stale_context() -> None:
+    m = SessionManager()
+    m.apply(response(150_000), T0)
+    m.apply(Compaction(SID, T0 + 1, "auto", pre_tokens=150_000), T0 + 1)
+    m.apply(response(148_000, T0 + 2), T0 + 2)  # compaction freed little: still above 70 %
+    s = m.session(SID)
+    assert s is not None
+    assert s.warn_crossings == 2  # re-armed by the checkpoint, counted on the next real figure

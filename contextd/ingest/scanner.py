@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -144,7 +144,8 @@ class TranscriptIngestor:
             cursor = self._cursors[path] = FileCursor(path)
         return cursor
 
-    def _apply(self, observations: list[Observation], now: float) -> None:
+    def apply(self, observations: list[Observation], now: float) -> None:
+        """Apply observations from any source, faulting evicted sessions back in first."""
         manager = self.manager
         touched = self._touched
         for obs in observations:
@@ -163,13 +164,15 @@ class TranscriptIngestor:
                     manager.adopt(snap)
             manager.apply(obs, now)
 
-    def commit(self) -> None:
-        """Persist everything applied so far, with the cursors of the lines it came from, in
-        one transaction."""
+    def commit(self, extra: Mapping[str, int] | None = None) -> None:
+        """Persist everything applied so far, with the cursors of the lines it came from (and
+        ``extra`` counters), in one transaction."""
         stats, done = self.parser.stats, self._committed
         counters = {
             f"transcript_{name}": getattr(stats, name) - getattr(done, name) for name in _COUNTED
         }
+        if extra:
+            counters.update(extra)
         for reason, value in stats.by_reason.items():
             counters[f"transcript_rejected_{reason}"] = value - done.by_reason.get(reason, 0)
         cursors = [c for c in self._dirty.values() if self._saved.get(c.path) != _state(c)]
@@ -214,7 +217,7 @@ class TranscriptIngestor:
             else:
                 observations = parser.feed_block(block, file)
                 if observations:
-                    self._apply(observations, now)
+                    self.apply(observations, now)
             cursor.offset = end
             self._dirty[key] = cursor  # (again: a commit inside this file clears the set)
             lines = parser.stats.lines - before
@@ -267,7 +270,7 @@ class TranscriptIngestor:
                     stats.add(decoded.stats)
                     observations = resolver.resolve(decoded.records)
                     if observations:
-                        self._apply(observations, now)
+                        self.apply(observations, now)
                     done = decoded.cursor
                     cursor.offset, cursor.fp_len, cursor.fingerprint = (
                         done.offset, done.fp_len, done.fingerprint,

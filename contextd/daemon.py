@@ -1,0 +1,209 @@
+"""The daemon's runtime: one engine thread, published snapshots, background tasks.
+
+Every change to the engine and the store runs on one dedicated thread (a single-worker
+executor), in arrival order: hooks, the status line, transcript reads, the idle ticker. Each
+step commits before it is acknowledged (an HTTP 2xx means committed) and then publishes
+immutable values — the sessions in memory, recent events, counters — that HTTP handlers, the
+Prometheus collector and the OTLP reader read without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import TypeVar
+
+import watchfiles
+
+from contextd.config import Settings
+from contextd.errors import ContextdError
+from contextd.events import Observation
+from contextd.identity import ToolUseIndex, install_secret, local_user_id
+from contextd.ingest.discovery import claude_roots, transcript_files
+from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
+from contextd.models import SessionEvent, SessionSnapshot
+from contextd.sessions import SessionManager
+from contextd.store import Store
+
+log = logging.getLogger("contextd")
+T = TypeVar("T")
+
+
+class Daemon:
+    """Owns the store, the engine and the transcript source of one ``contextd serve``."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.started_at = clock()
+        self.roots: list[Path] = claude_roots(settings.config_dirs)
+        self.user = local_user_id(install_secret(settings.db.parent))
+        self.tool_uses = ToolUseIndex()
+        # Published values (replaced whole, never mutated).
+        self.sessions: tuple[SessionSnapshot, ...] = ()
+        self.events: tuple[SessionEvent, ...] = ()
+        self.counters: Mapping[str, int] = {}
+        self.ready = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-engine")
+        self._ingestor: TranscriptIngestor | None = None
+        self._store: Store | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending_counts: Counter[str] = Counter()
+
+    # -- engine thread -------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the engine thread and wait for it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    @property
+    def ingestor(self) -> TranscriptIngestor:
+        if self._ingestor is None:
+            raise ContextdError("the daemon has not started")
+        return self._ingestor
+
+    def _open(self) -> None:
+        engine = self.settings.engine
+        if engine.default_user is None:
+            engine = replace(engine, default_user=self.user)
+        self._store = Store(self.settings.db, keep_events=engine.session_events)
+        manager = SessionManager(engine, next_seq=self._store.next_seq())
+        self._ingestor = TranscriptIngestor.open(
+            self._store, manager, max_line=self.settings.max_line_bytes
+        )
+        self._publish()
+
+    def _publish(self) -> None:
+        ingestor = self.ingestor
+        self.sessions = ingestor.manager.frozen()  # unordered; readers sort what they show
+        self.events = ingestor.manager.events()
+        self.counters = ingestor.store.counters()
+
+    def _commit(self) -> None:
+        extra = dict(self._pending_counts)
+        self.ingestor.commit(extra)
+        self._pending_counts.clear()
+        self._publish()
+
+    def _scan(self, jobs: int) -> ScanResult:
+        result = self.ingestor.scan(transcript_files(self.roots), self.clock(), jobs=jobs)
+        self._publish()
+        return result
+
+    def _ingest(self, paths: Iterable[str]) -> int:
+        ingestor, now, lines = self.ingestor, self.clock(), 0
+        for path in paths:
+            lines += ingestor.ingest_file(path, now, commit=False)
+        self._commit()
+        return lines
+
+    def _observe(self, observations: list[Observation], counts: Mapping[str, int]) -> None:
+        self.ingestor.apply(observations, self.clock())
+        self._pending_counts.update(counts)
+        self._commit()
+
+    def _tick(self) -> None:
+        self.ingestor.manager.tick(self.clock())
+        self._commit()
+
+    def _close(self) -> None:
+        if self._ingestor is not None:
+            self._commit()
+            self.ingestor.store.close()
+
+    # -- public, async ---------------------------------------------------------------------
+
+    async def observe(self, observations: list[Observation], event: str) -> None:
+        """Apply and commit observations from an HTTP source; returns once committed."""
+        await self.run(lambda: self._observe(observations, {f"hook_events_{event}": 1}))
+
+    async def ingest(self, paths: Iterable[str]) -> int:
+        paths = list(paths)
+        return await self.run(lambda: self._ingest(paths))
+
+    def transcript_under_roots(self, path: str) -> str | None:
+        """``path`` if it is a transcript inside a watched Claude root, else None (a hook must
+        not make the daemon read arbitrary files)."""
+        if not path.endswith(".jsonl"):
+            return None
+        try:
+            resolved = Path(path).resolve()
+        except (OSError, RuntimeError):
+            return None
+        for root in self.roots:
+            if resolved.is_relative_to((root / "projects").resolve()):
+                return str(resolved)
+        return None
+
+    async def start(self) -> None:
+        """Open the store, then catch up on transcripts in the background (``ready`` turns
+        true when done; hooks that arrive meanwhile queue behind it on the engine thread)."""
+        await self.run(self._open)
+        self._tasks = [asyncio.create_task(self._catch_up(), name="contextd-catch-up")]
+
+    async def _catch_up(self) -> None:
+        result = await self.run(lambda: self._scan(default_jobs()))
+        log.info("initial scan: %d files, %d lines in %.2fs", result.files, result.lines,
+                 result.seconds)  # fmt: skip
+        self.ready = True
+        self._tasks += [
+            asyncio.create_task(self._ticker(), name="contextd-ticker"),
+            asyncio.create_task(self._rescanner(), name="contextd-rescan"),
+            asyncio.create_task(self._watcher(), name="contextd-watch"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.run(self._close)
+        self._executor.shutdown(wait=True)
+
+    # -- background tasks -------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_interval)
+            await self._guarded(self._tick)
+
+    async def _rescanner(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rescan_interval)
+            await self._guarded(lambda: self._scan(1))
+
+    async def _watcher(self) -> None:
+        watched = [str(p) for p in self._watch_paths()]
+        if not watched:
+            return
+        async for changes in watchfiles.awatch(
+            *watched, watch_filter=lambda _, p: p.endswith(".jsonl"), debounce=50, step=20,
+            recursive=True,
+        ):  # fmt: skip
+            paths = sorted({path for _, path in changes})
+            await self._guarded(lambda paths=paths: self._ingest(paths))  # type: ignore[misc]
+
+    def _watch_paths(self) -> list[Path]:
+        paths = []
+        for root in self.roots:
+            projects = root / "projects"
+            paths.append(projects if projects.is_dir() else root)
+        return [p for p in paths if p.is_dir()]
+
+    async def _guarded(self, fn: Callable[[], object]) -> None:
+        """Background work logs its failures and carries on (the daemon never goes down)."""
+        try:
+            await self.run(fn)
+        except ContextdError as exc:
+            log.error("%s", exc)
+        except Exception:  # a top-level loop: log and go on
+            log.exception("background ingest failed")

@@ -1,0 +1,516 @@
+"""The composition root of ``contextd serve``: HTTP app, listeners and lifespan.
+
+Surfaces (all JSON unless noted; field names documented in the README):
+
+* ingest: ``POST /hooks`` (Claude Code ``type: "http"`` hooks), ``POST /api/statusline``,
+  ``POST /api/session/start`` and ``/api/session/end`` (anthropic-spy compatible);
+* read: ``GET /api/sessions``, ``/api/sessions/{id}``, ``/api/stats``, ``/api/events``,
+  ``/api/context``, ``/healthz``, each with ``?user=<id>`` filtering;
+* ``GET /metrics`` (Prometheus text exposition).
+
+Every request first passes :class:`Guard`: Host and Origin allow-lists (DNS rebinding), the
+bearer token when one is configured, and the body size cap (413 before parsing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hmac
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from contextd import __version__
+from contextd.config import Settings
+from contextd.daemon import Daemon
+from contextd.errors import ConfigError
+from contextd.exporters import names
+from contextd.exporters.prometheus import SessionCollector, render
+from contextd.ingest.hooks import (
+    HookPayload,
+    SessionEndPayload,
+    SessionStartPayload,
+    StatusLinePayload,
+    end_observations,
+    hook_observations,
+    start_observations,
+    status_line_observations,
+)
+from contextd.models import SessionEvent, SessionSnapshot, SessionStatus
+from contextd.sessions import EngineConfig
+from contextd.views import event_view, iso, session_view, threshold_state
+
+log = logging.getLogger("contextd")
+P = TypeVar("P", bound=BaseModel)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Hook event names Claude Code 2.1.330 sends; anything else is counted as "other".
+HOOK_EVENTS = frozenset({
+    "PreToolUse", "PostToolUse", "PostToolUseFailure", "PostToolBatch", "Notification",
+    "UserPromptSubmit", "UserPromptExpansion", "SessionStart", "SessionEnd", "Stop",
+    "StopFailure", "SubagentStart", "SubagentStop", "PreCompact", "PostCompact",
+    "PreModelSwitch", "PostModelSwitch", "PermissionRequest", "PermissionDenied", "Setup",
+    "TeammateIdle", "TaskCreated", "TaskCompleted", "Elicitation", "ElicitationResult",
+    "ConfigChange", "WorktreeCreate", "WorktreeRemove", "InstructionsLoaded", "CwdChanged",
+    "FileChanged", "DirectoryAdded", "MessageDisplay",
+})  # fmt: skip
+_ROUTES = frozenset({
+    "/hooks", "/api/statusline", "/api/session/start", "/api/session/end", "/api/sessions",
+    "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics",
+})  # fmt: skip
+
+
+class RequestError(Exception):
+    """A bad request, answered as ``{"error": message, "field": field}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def response(self) -> Response:
+        return problem(self.status, self.message, self.field)
+
+
+def json_response(data: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def problem(status: int, message: str, field: str | None = None) -> Response:
+    body: dict[str, object] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return json_response(body, status)
+
+
+def parse(body: bytes, model: type[P]) -> P:
+    """Decode and validate a JSON body; a problem names the offending field."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, "request body is not valid JSON", "body") from None
+    if not isinstance(data, dict):
+        raise RequestError(422, "request body must be a JSON object", "body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise RequestError(422, f"{field}: {first['msg']}", field) from None
+
+
+class Guard:
+    """ASGI middleware: Host/Origin checks, bearer token, body cap, latency histogram."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, latency: Histogram) -> None:
+        self.app = app
+        port = settings.port
+        self.hosts = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}",
+                      *settings.allowed_hosts}  # fmt: skip
+        if not settings.loopback:
+            self.hosts.add(f"{settings.host}:{port}")
+        # Over the unix socket, clients send a bare name (the MCP SDK sends "localhost").
+        self.socket_hosts = {"localhost", "127.0.0.1", "[::1]", "contextd"}
+        self.origins = {f"http://{h}" for h in self.hosts}
+        self.token = settings.token.encode() if settings.token else None
+        self.max_body = settings.max_body_bytes
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, timed_send)
+                return
+            body = await self._read_body(scope, receive)
+            if isinstance(body, Response):
+                await body(scope, receive, timed_send)
+                return
+            await self.app(scope, _replay(body), timed_send)
+        finally:
+            path = scope.get("path", "")
+            route = path if path in _ROUTES else (
+                "/api/sessions/{id}" if path.startswith("/api/sessions/") else "other"
+            )  # fmt: skip
+            self.latency.labels(route, str(status["code"])).observe(time.perf_counter() - started)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        via_socket = scope.get("client") is None or not scope["client"] or not isinstance(
+            scope["client"][1], int
+        )  # fmt: skip
+        if host not in self.hosts and not (via_socket and host in self.socket_hosts):
+            return problem(421, "Host header not allowed", "Host")
+        origin = headers.get("origin")
+        if origin is not None and origin not in self.origins:
+            return problem(403, "Origin not allowed", "Origin")
+        if self.token is not None:
+            given = headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, b"Bearer " + self.token):
+                return problem(401, "a valid bearer token is required", "Authorization")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return problem(413, f"request body over {self.max_body} bytes", "body")
+        return None
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Response:
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:  # chunked or lying Content-Length: stop reading
+                return problem(413, f"request body over {self.max_body} bytes", "body")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class Api:
+    """The route handlers of one daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.engine = daemon.settings.engine
+        self.registry = CollectorRegistry()
+        self.registry.register(
+            SessionCollector(
+                lambda: [s for s in daemon.sessions if s.live],
+                lambda: daemon.counters,
+                max_series=daemon.settings.max_series,
+            )
+        )
+        self.latency = Histogram(
+            names.HTTP_DURATION.family, names.HTTP_DURATION.help,
+            list(names.HTTP_DURATION.labels), registry=self.registry, unit="seconds",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )  # fmt: skip
+        self._background: set[asyncio.Task[int]] = set()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/hooks", self.hooks, methods=["POST"]),
+            Route("/api/statusline", self.statusline, methods=["POST"]),
+            Route("/api/session/start", self.session_start, methods=["POST"]),
+            Route("/api/session/end", self.session_end, methods=["POST"]),
+            Route("/api/sessions", self.sessions),
+            Route("/api/sessions/{session_id}", self.session_detail),
+            Route("/api/stats", self.stats),
+            Route("/api/events", self.events),
+            Route("/api/context", self.context),
+            Route("/healthz", self.healthz),
+            Route("/metrics", self.metrics),
+        ]
+
+    def _follow_transcript(self, path: str | None) -> None:
+        """Read the transcript a payload names right away (the watcher would, a bit later)."""
+        inside = self.daemon.transcript_under_roots(path) if path else None
+        if inside is not None and self.daemon.ready:
+            task = asyncio.create_task(self.daemon.ingest([inside]))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    async def hooks(self, request: Request) -> Response:
+        try:
+            payload = parse(await request.body(), HookPayload)
+        except RequestError as exc:
+            return exc.response()
+        event = payload.hook_event_name
+        now = self.daemon.clock()
+        if event == "PreToolUse" and payload.tool_use_id:
+            self.daemon.tool_uses.add(payload.tool_use_id, payload.session_id, now)
+        await self.daemon.observe(hook_observations(payload, now),
+                                  event if event in HOOK_EVENTS else "other")  # fmt: skip
+        self._follow_transcript(payload.transcript_path)
+        return json_response({})
+
+    async def statusline(self, request: Request) -> Response:
+        try:
+            payload = parse(await request.body(), StatusLinePayload)
+        except RequestError as exc:
+            return exc.response()
+        now = self.daemon.clock()
+        await self.daemon.observe(status_line_observations(payload, now), "StatusLine")
+        self._follow_transcript(payload.transcript_path)
+        return json_response({"ok": True})
+
+    async def session_start(self, request: Request) -> Response:
+        try:
+            payload = parse(await request.body(), SessionStartPayload)
+        except RequestError as exc:
+            return exc.response()
+        await self.daemon.observe(start_observations(payload, self.daemon.clock()),
+                                  "SessionStart")  # fmt: skip
+        return json_response({"success": True, "message": "Session started",
+                              "session_key": f"session:{payload.session_id}"})  # fmt: skip
+
+    async def session_end(self, request: Request) -> Response:
+        try:
+            payload = parse(await request.body(), SessionEndPayload)
+        except RequestError as exc:
+            return exc.response()
+        await self.daemon.observe(end_observations(payload, self.daemon.clock()), "SessionEnd")
+        return json_response({"success": True, "message": "Session ended"})
+
+    # -- read ------------------------------------------------------------------------------
+
+    def _live(self, request: Request) -> list[SessionSnapshot]:
+        user = request.query_params.get("user") or None
+        return [s for s in self.daemon.sessions if s.live and (user is None or s.user == user)]
+
+    async def sessions(self, request: Request) -> Response:
+        if request.query_params.get("all") in ("1", "true", "yes"):
+            user = request.query_params.get("user") or None
+            rows = await self.daemon.run(self.daemon.ingestor.store.sessions)
+            chosen = [s for s in rows if user is None or s.user == user]
+        else:
+            chosen = sorted(self._live(request), key=lambda s: -s.last_activity)
+        return json_response({
+            "active_count": sum(1 for s in chosen if s.live),
+            "sessions": [session_view(s, self.engine) for s in chosen],
+        })  # fmt: skip
+
+    async def session_detail(self, request: Request) -> Response:
+        sid = request.path_params["session_id"]
+        ingestor = self.daemon.ingestor
+
+        def load() -> tuple[SessionSnapshot | None, list[SessionEvent]]:
+            snap = ingestor.manager.session(sid) or ingestor.store.session(sid)
+            return snap, ingestor.store.events(sid, 50) if snap else []
+
+        snap, events = await self.daemon.run(load)
+        user = request.query_params.get("user") or None
+        if snap is None or (user is not None and snap.user != user):
+            return problem(404, "no such session", "session_id")
+        return json_response({**session_view(snap, self.engine),
+                              "events": [event_view(e) for e in events]})  # fmt: skip
+
+    async def stats(self, request: Request) -> Response:
+        live = self._live(request)
+        return json_response({
+            **aggregate(live, self.engine),
+            "ingest": dict(self.daemon.counters),
+            "uptime_seconds": round(self.daemon.clock() - self.daemon.started_at, 3),
+        })  # fmt: skip
+
+    async def events(self, request: Request) -> Response:
+        user = request.query_params.get("user") or None
+        sid = request.query_params.get("session_id")
+        try:
+            after = int(request.query_params.get("after", "0"))
+            limit = min(500, max(1, int(request.query_params.get("limit", "100"))))
+        except ValueError:
+            return problem(422, "after and limit must be integers", "limit")
+        owners = {s.session_id: s.user for s in self.daemon.sessions}
+        chosen = [
+            e for e in self.daemon.events
+            if e.seq > after and (sid is None or e.session_id == sid)
+            and (user is None or owners.get(e.session_id) == user)
+        ][-limit:]  # fmt: skip
+        return json_response({"events": [event_view(e) for e in chosen],
+                              "next_after": chosen[-1].seq if chosen else after})  # fmt: skip
+
+    async def context(self, request: Request) -> Response:
+        sid = request.query_params.get("session_id")
+        live = [s for s in self._live(request) if sid is None or s.session_id == sid]
+        if not live:
+            return problem(404, "no live session matches", "session_id" if sid else "user")
+        snap = max(live, key=lambda s: s.last_activity)
+        state = threshold_state(snap, self.engine)
+        return json_response({
+            "session_id": snap.session_id,
+            "current_tokens": snap.context_tokens,
+            "limit_tokens": snap.window_tokens,
+            "usage_pct": round(snap.percent, 2),
+            "warning_level": "normal" if state == "ok" else state,
+            "compacts": snap.checkpoints,
+            "tokens_saved": snap.tokens_saved,
+            "last_activity": iso(snap.last_activity),
+        })  # fmt: skip
+
+    async def healthz(self, request: Request) -> Response:
+        daemon = self.daemon
+        return json_response({
+            "status": "ok", "ready": daemon.ready, "version": __version__,
+            "uptime_seconds": round(daemon.clock() - daemon.started_at, 3),
+            "live_sessions": sum(1 for s in daemon.sessions if s.live),
+        })  # fmt: skip
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(render(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def aggregate(live: list[SessionSnapshot], engine: EngineConfig) -> dict[str, object]:
+    """Totals over live sessions, as ``/api/stats`` reports them."""
+    percents = [s.percent for s in live]
+    states = [threshold_state(s, engine) for s in live]
+    tokens = {"input": 0, "output": 0, "cache_creation": 0, "cache_read": 0}
+    for s in live:
+        for key, value in s.tokens.as_dict().items():
+            tokens[key] += value
+    return {
+        "sessions": {"live": len(live),
+                     "active": sum(1 for s in live if s.status is SessionStatus.ACTIVE),
+                     "idle": sum(1 for s in live if s.status is SessionStatus.IDLE)},
+        "context": {"total_tokens": sum(s.context_tokens for s in live),
+                    "average_percent": round(sum(percents) / len(percents), 2) if live else 0.0,
+                    "max_percent": round(max(percents), 2) if live else 0.0,
+                    "warning": states.count("warning"), "critical": states.count("critical")},
+        "thresholds": {"warn_crossings": sum(s.warn_crossings for s in live),
+                       "critical_crossings": sum(s.critical_crossings for s in live)},
+        "checkpoints": sum(s.checkpoints for s in live),
+        "tokens_saved": sum(s.tokens_saved for s in live),
+        "tokens": {**tokens, "total": sum(tokens.values())},
+    }  # fmt: skip
+
+
+def build_app(daemon: Daemon, *, start_daemon: bool = True) -> Guard:
+    """The HTTP application of ``daemon`` (its lifespan starts and stops the daemon)."""
+    api = Api(daemon)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if start_daemon:
+            await daemon.start()
+        try:
+            yield
+        finally:
+            if start_daemon:
+                await daemon.stop()
+
+    return Guard(Starlette(routes=api.routes(), lifespan=lifespan), daemon.settings, api.latency)
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then; without it,
+    # every keep-alive response after the first waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{host}:{port} is in use (is contextd already running?)") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(512)
+    return sock
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """Listen on ``path`` (mode 0600, in a 0700 directory, with no window where it is wider).
+
+    A socket left by a killed instance is reclaimed; a live instance's never is.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)  # stale
+        else:
+            raise ConfigError(f"another contextd is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(512)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the exit code."""
+    if not settings.loopback and not settings.token:
+        raise ConfigError(
+            f"refusing to listen on {settings.host} without a token: set CONTEXTD_TOKEN"
+        )
+    tcp = bind_tcp(settings.host, settings.port)
+    try:
+        unix = bind_unix(settings.socket)
+    except BaseException:
+        tcp.close()
+        raise
+    daemon = Daemon(settings)
+    config = uvicorn.Config(
+        build_app(daemon), lifespan="on", log_level="warning", access_log=False,
+        http="httptools", loop="auto",
+        timeout_keep_alive=5, timeout_graceful_shutdown=10, limit_concurrency=1024,
+        h11_max_incomplete_event_size=64 * 1024, server_header=False, date_header=False,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    log.info("contextd %s listening on http://%s:%d and %s", __version__, settings.host,
+             settings.port, settings.socket)  # fmt: skip
+    # uvicorn handles SIGTERM/SIGINT itself (drain, lifespan shutdown), then restores the
+    # previous handlers and raises the signal again: no-op handlers make that an exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop if any
+            runner.run(server.serve(sockets=[tcp, unix]))
+    finally:
+        tcp.close()
+        unix.close()
+        with contextlib.suppress(FileNotFoundError):
+            settings.socket.unlink()
+    return 0
