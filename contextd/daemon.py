@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import watchfiles
 
 from contextd.config import Settings
-from contextd.errors import ContextdError
+from contextd.errors import ContextdError, StoreError
 from contextd.events import Observation
 from contextd.identity import ToolUseIndex, install_secret, local_user_id
 from contextd.ingest.discovery import claude_roots, transcript_files
@@ -32,8 +33,12 @@ from contextd.models import SessionEvent, SessionSnapshot
 from contextd.sessions import SessionManager
 from contextd.store import Store
 
+if TYPE_CHECKING:
+    from contextd.exporters.otlp import OtlpExporter
+
 log = logging.getLogger("contextd")
 T = TypeVar("T")
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 
 class Daemon:
@@ -56,6 +61,7 @@ class Daemon:
         self._store: Store | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_counts: Counter[str] = Counter()
+        self._otlp: OtlpExporter | None = None
 
     # -- engine thread -------------------------------------------------------------------------
 
@@ -88,8 +94,24 @@ class Daemon:
 
     def _commit(self) -> None:
         extra = dict(self._pending_counts)
-        self.ingestor.commit(extra)
+        try:
+            self.ingestor.commit(extra)
+        except StoreError:
+            self._recover()
+            raise
         self._pending_counts.clear()
+        self._publish()
+
+    def _recover(self) -> None:
+        """After a failed commit, rebuild the engine from the store: memory must never hold
+        what was not committed (the transcripts' lines are read again from their cursors)."""
+        log.error("commit failed; reloading state from %s", self.settings.db)
+        self._pending_counts.clear()
+        store = self.ingestor.store
+        manager = SessionManager(self.ingestor.manager.config, next_seq=store.next_seq())
+        self._ingestor = TranscriptIngestor.open(
+            store, manager, max_line=self.settings.max_line_bytes
+        )
         self._publish()
 
     def _scan(self, jobs: int) -> ScanResult:
@@ -146,7 +168,22 @@ class Daemon:
         """Open the store, then catch up on transcripts in the background (``ready`` turns
         true when done; hooks that arrive meanwhile queue behind it on the engine thread)."""
         await self.run(self._open)
+        self._start_otlp()
         self._tasks = [asyncio.create_task(self._catch_up(), name="contextd-catch-up")]
+
+    def _start_otlp(self) -> None:
+        """Push the metrics over OTLP when the standard OTEL_* environment asks for it."""
+        if not any(os.environ.get(k) for k in _OTLP_ENDPOINTS):
+            return  # the OpenTelemetry SDK is not even imported
+        from contextd.exporters import otlp  # noqa: PLC0415 (heavy, and only when asked)
+
+        self._otlp = otlp.from_env(
+            lambda: [s for s in self.sessions if s.live], lambda: self.counters,
+            max_series=self.settings.max_series, resource={"service.name": "contextd"},
+        )  # fmt: skip
+        if self._otlp is not None:
+            self._otlp.start()
+            log.info("pushing metrics over OTLP")
 
     async def _catch_up(self) -> None:
         result = await self.run(lambda: self._scan(default_jobs()))
@@ -168,6 +205,9 @@ class Daemon:
         self._tasks = []
         await self.run(self._close)
         self._executor.shutdown(wait=True)
+        if self._otlp is not None:
+            exporter = self._otlp
+            await asyncio.to_thread(exporter.shutdown, 5.0)  # one bounded last export
 
     # -- background tasks -------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from starlette.routing import Route
 from contextd import __version__
 from contextd.config import Settings
 from contextd.daemon import Daemon
-from contextd.errors import ConfigError
+from contextd.errors import ConfigError, StoreError
 from contextd.exporters import names
 from contextd.exporters.prometheus import SessionCollector, render
 from contextd.ingest.hooks import (
@@ -431,7 +431,14 @@ def build_app(daemon: Daemon, *, start_daemon: bool = True) -> Guard:
             if start_daemon:
                 await daemon.stop()
 
-    return Guard(Starlette(routes=api.routes(), lifespan=lifespan), daemon.settings, api.latency)
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # Nothing was committed, so nothing may be acknowledged: the client should retry.
+        return problem(503, f"state not saved: {exc}")
+
+    app = Starlette(
+        routes=api.routes(), lifespan=lifespan, exception_handlers={StoreError: unavailable}
+    )
+    return Guard(app, daemon.settings, api.latency)
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

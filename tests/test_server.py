@@ -301,3 +301,36 @@ def test_with_a_token_every_request_needs_it(tmp_path: Path) -> None:
         assert c.post("/hooks", json=body, headers=good).status_code == 200
         assert c.get("/api/sessions", headers=good).json()["active_count"] == 1
         assert "s3cret" not in c.get("/metrics", headers=good).text
+
+
+def test_a_full_database_gets_503_never_2xx_and_recovers_by_itself(
+    client: TestClient, daemon: Daemon
+) -> None:
+    """A real SQLITE_FULL (``max_page_count`` at the current size): uncommitted hooks are
+    refused with 503, committed ones stay, and once there is room again all is well."""
+    assert hook(client, "SessionStart", source="startup") == 200
+    conn = daemon.ingestor.store._conn
+
+    def freeze_size() -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    client.portal.call(daemon.run, freeze_size)  # type: ignore[union-attr]
+    answers: dict[str, int] = {}
+    for i in range(200):
+        sid = f"5a1f0c2e-0000-4000-8000-{i:012d}"
+        answers[sid] = hook(client, "SessionStart", sid=sid, source="startup",
+                            cwd="/w/" + "x" * 2000)  # fmt: skip
+    refused = {sid for sid, code in answers.items() if code == 503}
+    assert refused, "the database never filled up"
+    assert set(answers.values()) <= {200, 503}
+    client.portal.call(  # type: ignore[union-attr]
+        daemon.run, lambda: conn.execute("PRAGMA max_page_count = 1073741823")
+    )
+    assert hook(client, "SessionStart", sid=SID2, source="startup") == 200
+    stored = {s["session_id"] for s in client.get("/api/sessions?all=1").json()["sessions"]}
+    acknowledged = {sid for sid, code in answers.items() if code == 200}
+    assert acknowledged | {SID, SID2} <= stored
+    assert not refused & stored
+    assert client.portal.call(daemon.run, daemon.ingestor.store.integrity_ok)  # type: ignore[union-attr]

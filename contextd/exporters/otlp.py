@@ -19,6 +19,9 @@ Units are written in UCUM, as OTel expects: ``s``, ``%``, and annotations for co
 (``{token}``, ``{USD}``). Translators map ``s``/``%`` to the ``seconds``/``percent`` suffixes
 the names already carry and drop annotations, so no unit suffix is appended twice.
 
+``names.COST`` has an instrument but no observations until per-session prices exist, so no
+data points are sent for it.
+
 Transport: ``opentelemetry-exporter-otlp-proto-http``, which honours the standard
 ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, compression, certificates) unless an
 argument overrides them. ``endpoint`` is the full signal URL (``http://host:4318/v1/metrics``).
@@ -367,12 +370,12 @@ class OtlpExporter:
         thread = threading.Thread(
             target=self._rebuild, args=(old,), name="contextd-otlp-rebuild", daemon=True
         )
-        with self._lock:
+        with self._lock:  # started under the lock: shutdown() never sees it unstarted
             if self._closed:
                 return
             self._rebuilds = [t for t in self._rebuilds if t.is_alive()]
             self._rebuilds.append(thread)
-        thread.start()
+            thread.start()
 
     def _rebuild(self, old: _Pipeline) -> None:
         with self._lock:

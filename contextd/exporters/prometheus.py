@@ -6,7 +6,7 @@ so a session that ends or expires disappears from the next scrape by itself and 
 per-session label children are ever cached. Register it on a registry the daemon owns
 (never the global ``REGISTRY``)::
 
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry()
     registry.register(SessionCollector(manager.snapshot, store.counters, max_series=500))
     body = render(registry)  # serve with prometheus_client.CONTENT_TYPE_LATEST
 
@@ -52,7 +52,7 @@ def _unit(metric: names.Metric) -> str:
     return ""
 
 
-def family(metric: names.Metric) -> Metric:
+def _family(metric: names.Metric) -> Metric:
     """An empty prometheus_client family for a gauge or counter of the contract."""
     if metric.kind is names.Kind.GAUGE:
         return GaugeMetricFamily(metric.name, metric.help, labels=metric.labels, unit=_unit(metric))
@@ -69,7 +69,7 @@ def _families(samples: Samples) -> list[Metric]:
     out = []
     dicts: dict[tuple[str, ...], dict[Labels, dict[str, str]]] = {}
     for metric in REPORTED:
-        fam = family(metric)
+        fam = _family(metric)
         name = fam.name + "_total" if metric.kind is names.Kind.COUNTER else fam.name
         keys = metric.labels
         cache = dicts.setdefault(keys, {})
@@ -137,10 +137,10 @@ def _label_text(
     labels: Mapping[str, str], orders: dict[tuple[str, ...], list[str] | None]
 ) -> str | None:
     keys = tuple(labels)
-    order = orders.get(keys, ())
-    if order == ():
+    if keys not in orders:  # generate_latest's order and its rule for plain label names
         valid = all(_LABEL_NAME.fullmatch(key) and not key.startswith("__") for key in keys)
-        order = orders[keys] = sorted(keys) if valid else None
+        orders[keys] = sorted(keys) if valid else None
+    order = orders[keys]
     if order is None:
         return None
     return ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
