@@ -7,25 +7,27 @@ settings or an unreadable Claude Code directory, always with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
+import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 
 from contextd import __version__
 from contextd.config import Settings, load_settings
-from contextd.errors import ConfigError, ContextdError
+from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
-from contextd.models import SessionSnapshot
 from contextd.sessions import SessionManager
 from contextd.store import Store
-from contextd.views import session_view, threshold_state
+from contextd.views import session_view
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +46,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="Claude Code config dir to scan (repeatable or comma-separated; "
         "default: $CLAUDE_CONFIG_DIR, ~/.claude, ~/.config/claude)",
     )
+    parser.add_argument("--socket", type=Path, metavar="PATH", help="the daemon's unix socket")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -57,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 7323)")
-    serve.add_argument("--socket", type=Path, metavar="PATH", help="unix socket path")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
@@ -71,6 +73,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings = replace(settings, db=args.db)
     if args.config_dir:
         settings = replace(settings, config_dirs=tuple(args.config_dir))
+    if args.socket is not None:
+        settings = replace(settings, socket=args.socket)
     return settings
 
 
@@ -105,24 +109,52 @@ def _tokens(n: int) -> str:
     return str(n)
 
 
-def _table(rows: Sequence[SessionSnapshot], settings: Settings) -> str:
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A table of session views (:func:`contextd.views.session_view` dicts)."""
     now = time.time()
     header = ("SESSION", "PROJECT", "MODEL", "CONTEXT", "USE%", "STATE", "CKPT", "SAVED",
               "TOKENS", "STATUS", "LAST")  # fmt: skip
     lines = [header]
-    lines.extend(
-        (
-            s.session_id[:8], (s.project or "-")[:24], (s.model or "-")[:26],
-            f"{_tokens(s.context_tokens)}/{_tokens(s.window_tokens)}", f"{s.percent:.1f}",
-            threshold_state(s, settings.engine).upper(), str(s.checkpoints),
-            _tokens(s.tokens_saved), _tokens(s.tokens.total), s.status.value,
-            _ago(max(0.0, now - s.last_activity)),
-        )
-        for s in rows
-    )  # fmt: skip
+    for r in rows:
+        last = datetime.fromisoformat(r["last_activity"]).timestamp()
+        lines.append((
+            r["session_id"][:8], (r["project"] or "-")[:24], (r["model"] or "-")[:26],
+            f"{_tokens(r['context_tokens'])}/{_tokens(r['context_window'])}",
+            f"{r['context_percent']:.1f}", r["threshold_state"].upper(), str(r["checkpoints"]),
+            _tokens(r["tokens_saved"]), _tokens(r["tokens"]["total"]), r["status"],
+            _ago(max(0.0, now - last)),
+        ))  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip
+
+
+def daemon_get(socket_path: Path, path: str, timeout: float = 5.0) -> Any:
+    """GET ``path`` from the daemon over its unix socket; the decoded JSON."""
+    conn = _UnixConnection(socket_path, timeout)
+    try:
+        conn.request("GET", path, headers={"Host": "localhost"})
+        response = conn.getresponse()
+        body = response.read()
+    except OSError as exc:
+        raise ContextdError(f"cannot reach the daemon at {socket_path}: {exc}") from None
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ContextdError(f"the daemon answered {response.status} for {path}")
+    return orjson.loads(body)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self._path))
+        self.sock = sock
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -155,13 +187,21 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store, _ = _scan(settings)
-    rows = store.sessions(live_only=not args.all)
-    store.close()
+    try:
+        store, _ = _scan(settings)
+    except StoreLockedError:
+        # The daemon owns the database and keeps it current: ask it instead.
+        query = "/api/sessions?all=1" if args.all else "/api/sessions"
+        rows: list[dict[str, Any]] = daemon_get(settings.socket, query)["sessions"]
+    else:
+        snaps = store.sessions(live_only=not args.all)
+        store.close()
+        rows = [session_view(s, settings.engine) for s in snaps]
+    rows.sort(key=lambda r: r["last_activity"], reverse=True)
     if args.json:
-        _write([session_view(s, settings.engine) for s in rows])
+        _write(rows)
     elif rows:
-        sys.stdout.write(_table(rows, settings) + "\n")
+        sys.stdout.write(_table(rows) + "\n")
     else:
         sys.stdout.write("no live sessions (use --all to include ended and expired ones)\n"
                          if not args.all else "no sessions found\n")  # fmt: skip
@@ -176,8 +216,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not 0 < args.port < 65536:
             raise ConfigError(f"--port: not a TCP port: {args.port}")
         settings = replace(settings, port=args.port)
-    if args.socket:
-        settings = replace(settings, socket=args.socket)
     claude_roots(settings.config_dirs)  # bad dirs fail here, before anything listens
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip

@@ -186,6 +186,10 @@ class Daemon:
             log.info("pushing metrics over OTLP")
 
     async def _catch_up(self) -> None:
+        # Watch first, then scan: a file written meanwhile is seen by one or the other. The
+        # watcher registers its watches synchronously on its first step, before it awaits.
+        self._tasks.append(asyncio.create_task(self._watcher(), name="contextd-watch"))
+        await asyncio.sleep(0)
         result = await self.run(lambda: self._scan(default_jobs()))
         log.info("initial scan: %d files, %d lines in %.2fs", result.files, result.lines,
                  result.seconds)  # fmt: skip
@@ -193,7 +197,6 @@ class Daemon:
         self._tasks += [
             asyncio.create_task(self._ticker(), name="contextd-ticker"),
             asyncio.create_task(self._rescanner(), name="contextd-rescan"),
-            asyncio.create_task(self._watcher(), name="contextd-watch"),
         ]
 
     async def stop(self) -> None:
@@ -226,11 +229,12 @@ class Daemon:
         if not watched:
             return
         async for changes in watchfiles.awatch(
-            *watched, watch_filter=lambda _, p: p.endswith(".jsonl"), debounce=50, step=20,
+            *watched, watch_filter=_transcript_or_directory, debounce=50, step=20,
             recursive=True,
         ):  # fmt: skip
-            paths = sorted({path for _, path in changes})
-            await self._guarded(lambda paths=paths: self._ingest(paths))  # type: ignore[misc]
+            paths = sorted(_transcripts_in(changes))
+            if paths:
+                await self._guarded(lambda paths=paths: self._ingest(paths))  # type: ignore[misc]
 
     def _watch_paths(self) -> list[Path]:
         paths = []
@@ -247,3 +251,20 @@ class Daemon:
             log.error("%s", exc)
         except Exception:  # a top-level loop: log and go on
             log.exception("background ingest failed")
+
+
+def _transcript_or_directory(change: watchfiles.Change, path: str) -> bool:
+    return path.endswith(".jsonl") or (change is watchfiles.Change.added and "." not in
+                                       os.path.basename(path))  # fmt: skip
+
+
+def _transcripts_in(changes: set[tuple[watchfiles.Change, str]]) -> set[str]:
+    """The transcripts a batch of changes touches. A new directory (a new project, a session's
+    ``subagents/``) may have had files written before its watch was in place: take those too."""
+    found: set[str] = set()
+    for _, path in changes:
+        if path.endswith(".jsonl"):
+            found.add(path)
+        elif os.path.isdir(path):
+            found.update(str(p) for p in Path(path).rglob("*.jsonl"))
+    return found

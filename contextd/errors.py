@@ -6,7 +6,8 @@
     ├── ConfigError               bad settings, option or environment value (CLI exit 2)
     │   └── ConfigDirError        a transcript root that does not exist or cannot be read
     ├── StoreError                the SQLite store cannot be opened, migrated or written
-    │   └── SchemaVersionError    the database was written by a newer contextd
+    │   ├── SchemaVersionError    the database was written by a newer contextd
+    │   └── StoreLockedError      another process (the daemon) is the database's writer
     └── TranscriptError           a transcript file cannot be read (not: a bad line, which is
                                   counted and skipped, never raised)
 
@@ -34,6 +35,10 @@ class StoreError(ContextdError):
 
 class SchemaVersionError(StoreError):
     """The database schema is newer than this contextd understands."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the database's writer lock."""
 
 
 class TranscriptError(ContextdError):

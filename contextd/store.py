@@ -12,6 +12,7 @@ the transcripts (still on disk) then replay.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from array import array
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from contextd.errors import SchemaVersionError, StoreError
+from contextd.errors import SchemaVersionError, StoreError, StoreLockedError
 from contextd.ingest.tailer import FileCursor
 from contextd.models import (
     EventKind,
@@ -230,19 +231,38 @@ class SqliteLedger:
         self._index = None
 
 
+def _writer_lock(db: Path) -> int:
+    fd = os.open(f"{db}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreLockedError(f"{db} is being written by another process (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class Store:
     """The state database. One writer (the process that opened it); readers may be many."""
 
-    def __init__(self, path: Path | str, *, keep_events: int = 500) -> None:
+    def __init__(self, path: Path | str, *, keep_events: int = 500, writer: bool = True) -> None:
         """Open (creating and migrating) the database.
 
-        ``keep_events`` bounds the events kept per session by :meth:`prune_events`.
+        ``keep_events`` bounds the events kept per session by :meth:`prune_events`. A
+        ``writer`` takes the database's exclusive writer lock (``<db>.lock``): two processes
+        ingesting into one database, each with its own cursors in memory, would count lines
+        twice, so the second one gets :class:`~contextd.errors.StoreLockedError`.
         """
         self.path = Path(path)
         self.keep_events = keep_events
+        self._lock_fd: int | None = None
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if writer:
+                    self._lock_fd = _writer_lock(self.path)
             self._conn = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=10.0
             )
@@ -259,6 +279,9 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()

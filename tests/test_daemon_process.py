@@ -5,6 +5,7 @@ Servers bind 127.0.0.1 on free ports with temporary state and are stopped by PID
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -138,3 +139,27 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_hook_and_counts_none_twice(
     assert all(s.checkpoints == 1 for s in stored.values())
     assert store.counters()["hook_events_PostCompact"] == len(stored)
     assert store.integrity_ok()
+
+
+def test_while_the_daemon_runs_the_cli_reads_through_it_and_never_writes(served: Served) -> None:
+    sid = "5a1f0c2e-0000-4000-8000-0000000000bb"
+    window = {"context_window_size": 200_000, "current_usage": {"input_tokens": 150_000}}
+    served.post("/api/statusline", {"session_id": sid, "cwd": "/w/proj", "context_window": window})
+    common = ["--config-dir", str(served.root), "--db", str(served.db),
+              "--socket", str(served.socket)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTD_")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "contextd", *args, *common]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env,
+                              check=False)  # fmt: skip
+
+    listed = cli("sessions", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["session_id"], r["context_tokens"], r["threshold_state"]) for r in rows] == [
+        (sid, 150_000, "warning")
+    ]
+    scanned = cli("scan")
+    assert scanned.returncode == 1
+    assert "being written by another process" in scanned.stderr

@@ -144,7 +144,7 @@ def test_pre_tool_use_fills_the_tool_use_index(client: TestClient, daemon: Daemo
     assert daemon.tool_uses.session("toolu_abc", time.time()) == SID
 
 
-def test_a_transcript_written_under_a_root_shows_up_within_a_second(
+def test_a_transcript_written_under_a_root_is_followed_without_a_rescan(
     client: TestClient, daemon: Daemon, tmp_path: Path
 ) -> None:
     project = tmp_path / "claude" / "projects" / "-home-u-proj"
@@ -156,10 +156,10 @@ def test_a_transcript_written_under_a_root_shows_up_within_a_second(
             "requestId": "req_1", "message": {"id": "msg_1", "model": "claude-opus-4-6",
                                               "content": [], "usage": usage}}  # fmt: skip
     (project / f"{SID}.jsonl").write_bytes(orjson.dumps(line) + b"\n")
-    started = time.monotonic()
+    # The full rescan runs once a minute: seeing it within the bound means the watcher did.
+    assert daemon.settings.rescan_interval >= 60
     wait_for(lambda: any(s.session_id == SID and s.context_tokens == 90_010
-                         for s in daemon.sessions), timeout=5)  # fmt: skip
-    assert time.monotonic() - started < 1.0
+                         for s in daemon.sessions), timeout=10)  # fmt: skip
 
 
 # -- read API ------------------------------------------------------------------------------

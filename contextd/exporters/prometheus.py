@@ -133,24 +133,52 @@ def _escape(value: str) -> str:
     return value
 
 
-def _label_text(
-    labels: Mapping[str, str], orders: dict[tuple[str, ...], list[str] | None]
-) -> str | None:
-    keys = tuple(labels)
-    if keys not in orders:  # generate_latest's order and its rule for plain label names
-        valid = all(_LABEL_NAME.fullmatch(key) and not key.startswith("__") for key in keys)
-        orders[keys] = sorted(keys) if valid else None
-    order = orders[keys]
-    if order is None:
-        return None
-    return ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
+class _Memo:
+    """What one render has already written: label sets by dict identity, key orders, pairs."""
+
+    __slots__ = ("numbers", "orders", "pairs", "texts")
+
+    def __init__(self) -> None:
+        # The memo holds each labels dict it has seen, so their ids stay unique meanwhile.
+        self.texts: dict[int, tuple[Mapping[str, str], str | None]] = {}
+        self.orders: dict[tuple[str, ...], list[str] | None] = {}
+        self.pairs: dict[tuple[str, str], str] = {}
+        self.numbers: dict[int, str] = {}
+
+    def number(self, value: float) -> str:
+        """``floatToGoString``, remembered for integers (counts and sizes repeat a lot)."""
+        if type(value) is not int:
+            return _go_float(value)
+        text = self.numbers.get(value)
+        if text is None:
+            text = self.numbers[value] = _go_float(value)
+        return text
+
+    def label_text(self, labels: Mapping[str, str]) -> str | None:
+        """``k="v",…`` as generate_latest writes it, or None for a name it would escape."""
+        seen = self.texts.get(id(labels))
+        if seen is not None and seen[0] is labels:
+            return seen[1]
+        keys = tuple(labels)
+        if keys not in self.orders:  # generate_latest's order and rule for plain label names
+            valid = all(_LABEL_NAME.fullmatch(key) and not key.startswith("__") for key in keys)
+            self.orders[keys] = sorted(keys) if valid else None
+        order = self.orders[keys]
+        text = None
+        if order is not None:
+            parts = []
+            for key in order:
+                value = labels[key]
+                pair = self.pairs.get((key, value))
+                if pair is None:
+                    pair = self.pairs[key, value] = f'{key}="{_escape(value)}"'
+                parts.append(pair)
+            text = ",".join(parts)
+        self.texts[id(labels)] = (labels, text)
+        return text
 
 
-def _plain_text(
-    metric: Metric,
-    memo: dict[int, tuple[object, str | None]],
-    orders: dict[tuple[str, ...], list[str] | None],
-) -> str | None:
+def _plain_text(metric: Metric, memo: _Memo) -> str | None:
     """A gauge or counter family in the text format, or None to leave it to prometheus_client.
 
     The same lines ``generate_latest`` writes, but each labels dict is rendered once: the
@@ -166,20 +194,17 @@ def _plain_text(
         return None
     doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
     lines = [f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n"]
+    label_text, number = memo.label_text, memo.number
     for sample in metric.samples:
         if sample.name != name or sample.timestamp is not None:
             return None  # ``_created`` samples, timestamps: not this fast path's business
-        labels = sample.labels
-        if not labels:
-            lines.append(f"{name} {_go_float(sample.value)}\n")
+        if not sample.labels:
+            lines.append(f"{name} {number(sample.value)}\n")
             continue
-        seen = memo.get(id(labels))
-        if seen is None or seen[0] is not labels:  # the memo holds the dict: ids stay unique
-            seen = memo[id(labels)] = (labels, _label_text(labels, orders))
-        text = seen[1]
+        text = label_text(sample.labels)
         if text is None:
             return None
-        lines.append(f"{name}{{{text}}} {_go_float(sample.value)}\n")
+        lines.append(f"{name}{{{text}}} {number(sample.value)}\n")
     return "".join(lines)
 
 
@@ -192,9 +217,8 @@ def render(registry: Collector) -> bytes:
     sessions. Every other family (the daemon's histogram) goes through ``generate_latest``.
     """
     out = []
-    memo: dict[int, tuple[object, str | None]] = {}
-    orders: dict[tuple[str, ...], list[str] | None] = {}
+    memo = _Memo()
     for metric in registry.collect():
-        text = _plain_text(metric, memo, orders)
+        text = _plain_text(metric, memo)
         out.append(text if text is not None else generate_latest(_One(metric)).decode())
     return "".join(out).encode()
