@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -62,6 +63,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_counts: Counter[str] = Counter()
         self._otlp: OtlpExporter | None = None
+        self._inbox: list[tuple[list[Observation], str, asyncio.Future[None]]] = []
+        self._inbox_lock = threading.Lock()
 
     # -- engine thread -------------------------------------------------------------------------
 
@@ -126,10 +129,29 @@ class Daemon:
         self._commit()
         return lines
 
-    def _observe(self, observations: list[Observation], counts: Mapping[str, int]) -> None:
-        self.ingestor.apply(observations, self.clock())
-        self._pending_counts.update(counts)
-        self._commit()
+    def _observe_batch(self) -> None:
+        """Apply every observation waiting in the inbox and commit them together.
+
+        HTTP payloads that arrive while the engine thread is busy wait in the inbox; taking
+        them all at once makes one transaction of them (group commit). Each request is
+        answered only after that commit, with its outcome.
+        """
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+        if not batch:
+            return
+        now = self.clock()
+        error: BaseException | None = None
+        try:
+            for observations, event, _ in batch:
+                self.ingestor.apply(observations, now)
+                self._pending_counts[f"hook_events_{event}"] += 1
+            self._commit()
+        except StoreError as exc:
+            error = exc
+        for _, _, future in batch:
+            loop = future.get_loop()
+            loop.call_soon_threadsafe(_settle, future, error)
 
     def _tick(self) -> None:
         self.ingestor.manager.tick(self.clock())
@@ -143,8 +165,15 @@ class Daemon:
     # -- public, async ---------------------------------------------------------------------
 
     async def observe(self, observations: list[Observation], event: str) -> None:
-        """Apply and commit observations from an HTTP source; returns once committed."""
-        await self.run(lambda: self._observe(observations, {f"hook_events_{event}": 1}))
+        """Apply and commit observations from an HTTP source; returns once committed (and
+        raises :class:`~contextd.errors.StoreError` when the commit failed)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._inbox_lock:
+            self._inbox.append((observations, event, future))
+            first = len(self._inbox) == 1
+        if first:  # otherwise a batch is already scheduled and will take this one too
+            self._executor.submit(self._observe_batch)
+        await future
 
     async def ingest(self, paths: Iterable[str]) -> int:
         paths = list(paths)
@@ -251,6 +280,15 @@ class Daemon:
             log.error("%s", exc)
         except Exception:  # a top-level loop: log and go on
             log.exception("background ingest failed")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return  # the request was cancelled (client gone); its observations are committed
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _transcript_or_directory(change: watchfiles.Change, path: str) -> bool:
