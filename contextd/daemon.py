@@ -207,9 +207,8 @@ class Daemon:
         from contextd.exporters import otlp  # noqa: PLC0415 (heavy, and only when asked)
 
         self._otlp = otlp.from_env(
-            lambda: [s for s in self.sessions if s.live], lambda: self.counters,
-            max_series=self.settings.max_series, resource={"service.name": "contextd"},
-        )  # fmt: skip
+            lambda: self.sessions, lambda: self.counters, max_series=self.settings.max_series
+        )
         if self._otlp is not None:
             self._otlp.start()
             log.info("pushing metrics over OTLP")

@@ -226,7 +226,7 @@ class Api:
         self.registry = CollectorRegistry()
         self.registry.register(
             SessionCollector(
-                lambda: [s for s in daemon.sessions if s.live],
+                lambda: daemon.sessions,  # the published tuple; the collector keeps live ones
                 lambda: daemon.counters,
                 max_series=daemon.settings.max_series,
             )

@@ -103,14 +103,59 @@ def test_refuses_a_non_loopback_address_without_a_token(tmp_path: Path) -> None:
     assert "without a token" in result.stderr
 
 
+class TranscriptWriter:
+    """Appends assistant lines (responses split over two lines, growing output) to a few
+    transcript files, sometimes stopping mid-line and finishing the line later."""
+
+    def __init__(self, root: Path, rng: random.Random) -> None:
+        self.rng = rng
+        project = root / "projects" / "-w-proj"
+        project.mkdir(parents=True, exist_ok=True)
+        self.files = [project / f"7b2f0c2e-0000-4000-8000-00000000000{i}.jsonl" for i in range(3)]
+        self.pending: dict[Path, bytes] = {}
+        self.turn = 0
+
+    def _lines(self, path: Path) -> bytes:
+        self.turn += 1
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{self.turn % 1000:03d}Z"
+        out = b""
+        for output in (5, 40 + self.turn % 50):
+            line = {"type": "assistant", "sessionId": path.stem, "cwd": "/w/proj",
+                    "timestamp": stamp, "requestId": f"req_{self.turn}",
+                    "message": {"id": f"msg_{self.turn}", "model": "claude-opus-4-6",
+                                "content": [], "usage": {"input_tokens": 3,
+                                "cache_creation_input_tokens": 100 + self.turn,
+                                "cache_read_input_tokens": 1000 * self.turn,
+                                "output_tokens": output}}}  # fmt: skip
+            out += json.dumps(line).encode() + b"\n"
+        return out
+
+    def step(self) -> None:
+        path = self.rng.choice(self.files)
+        data = self.pending.pop(path, b"") or self._lines(path)
+        cut = self.rng.randrange(1, len(data) + 1) if self.rng.random() < 0.3 else len(data)
+        with path.open("ab") as fh:
+            fh.write(data[:cut])
+        if cut < len(data):
+            self.pending[path] = data[cut:]
+
+    def finish(self) -> None:
+        for path, rest in self.pending.items():
+            with path.open("ab") as fh:
+                fh.write(rest)
+        self.pending.clear()
+
+
 @pytest.mark.slow
 def test_kill_9_mid_ingest_loses_no_acknowledged_hook_and_counts_none_twice(
     tmp_path: Path,
 ) -> None:
-    """Hooks get a 2xx only once committed: after SIGKILL at random moments and a restart,
-    every acknowledged compaction is there exactly once and nothing is counted twice."""
+    """SIGKILL at random moments while hooks arrive and transcripts grow, then a restart:
+    every acknowledged hook is there exactly once, and the transcripts' figures equal those of
+    one clean scan of the final files."""
     rng = random.Random(20261123)
     served = Served(tmp_path)
+    writer = TranscriptWriter(served.root, rng)
     acked: set[str] = set()
     sent: set[str] = set()
     for round_ in range(6):
@@ -118,6 +163,7 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_hook_and_counts_none_twice(
         deadline = time.monotonic() + rng.uniform(0.3, 1.2)
         i = 0
         while time.monotonic() < deadline:
+            writer.step()
             sid = f"5a1f0c2e-0000-4000-8000-{round_:04d}{i:08d}"
             i += 1
             sent.add(sid)
@@ -129,16 +175,30 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_hook_and_counts_none_twice(
             if code == 200:
                 acked.add(sid)
         served.stop(signal.SIGKILL)
-    served.start()
+    writer.finish()
+    served.start()  # catches up on the transcripts, then SIGTERM commits
     served.stop(signal.SIGTERM)
     store = Store(served.db)
-    stored = {s.session_id: s for s in store.sessions()}
+    stored = {s.session_id: s for s in store.sessions() if s.session_id.startswith("5a1f")}
     assert acked, "no hook was acknowledged"
     assert acked <= set(stored)
     assert set(stored) <= sent
     assert all(s.checkpoints == 1 for s in stored.values())
     assert store.counters()["hook_events_PostCompact"] == len(stored)
     assert store.integrity_ok()
+    from_transcripts = {s.session_id: (s.tokens, s.context_tokens, s.responses)
+                        for s in store.sessions() if s.session_id.startswith("7b2f")}  # fmt: skip
+    store.close()
+    clean = tmp_path / "clean.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTD_")}
+    argv = [sys.executable, "-m", "contextd", "scan", "--config-dir", str(served.root),
+            "--db", str(clean)]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True, env=env, timeout=60)
+    reference = Store(clean)
+    expected = {s.session_id: (s.tokens, s.context_tokens, s.responses)
+                for s in reference.sessions()}  # fmt: skip
+    assert len(expected) == 3
+    assert from_transcripts == expected
 
 
 def test_while_the_daemon_runs_the_cli_reads_through_it_and_never_writes(served: Served) -> None:

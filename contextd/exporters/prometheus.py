@@ -136,23 +136,13 @@ def _escape(value: str) -> str:
 class _Memo:
     """What one render has already written: label sets by dict identity, key orders, pairs."""
 
-    __slots__ = ("numbers", "orders", "pairs", "texts")
+    __slots__ = ("orders", "pairs", "texts")
 
     def __init__(self) -> None:
         # The memo holds each labels dict it has seen, so their ids stay unique meanwhile.
         self.texts: dict[int, tuple[Mapping[str, str], str | None]] = {}
         self.orders: dict[tuple[str, ...], list[str] | None] = {}
         self.pairs: dict[tuple[str, str], str] = {}
-        self.numbers: dict[int, str] = {}
-
-    def number(self, value: float) -> str:
-        """``floatToGoString``, remembered for integers (counts and sizes repeat a lot)."""
-        if type(value) is not int:
-            return _go_float(value)
-        text = self.numbers.get(value)
-        if text is None:
-            text = self.numbers[value] = _go_float(value)
-        return text
 
     def label_text(self, labels: Mapping[str, str]) -> str | None:
         """``k="v",…`` as generate_latest writes it, or None for a name it would escape."""
@@ -194,17 +184,17 @@ def _plain_text(metric: Metric, memo: _Memo) -> str | None:
         return None
     doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
     lines = [f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n"]
-    label_text, number = memo.label_text, memo.number
+    label_text = memo.label_text
     for sample in metric.samples:
         if sample.name != name or sample.timestamp is not None:
             return None  # ``_created`` samples, timestamps: not this fast path's business
         if not sample.labels:
-            lines.append(f"{name} {number(sample.value)}\n")
+            lines.append(f"{name} {_go_float(sample.value)}\n")
             continue
         text = label_text(sample.labels)
         if text is None:
             return None
-        lines.append(f"{name}{{{text}}} {number(sample.value)}\n")
+        lines.append(f"{name}{{{text}}} {_go_float(sample.value)}\n")
     return "".join(lines)
 
 
