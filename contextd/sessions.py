@@ -476,19 +476,7 @@ class SessionManager:
             return
         if session.context_at is not None and obs.at < session.context_at:
             return  # an older response (replayed history) never overrides newer context
-        if obs.model != session.model:
-            if session.model is not None:
-                self._emit(
-                    session, obs.at, EventKind.MODEL_CHANGED, before=session.model, after=obs.model
-                )
-            session.model = obs.model
-            if _WINDOW_RANK[session.window_source] <= _WINDOW_RANK[WindowSource.MODEL]:
-                self._set_window(
-                    session,
-                    window_for_model(obs.model, self.config.default_window),
-                    WindowSource.MODEL,
-                    obs.at,
-                )
+        self._set_model(session, obs.model, obs.at)
         session.context_tokens = obs.context_tokens
         session.context_at = obs.at
         wider = promoted_window(session.window_tokens, obs.context_tokens)
@@ -505,6 +493,18 @@ class SessionManager:
                 model=obs.model,
             )
         self._check_thresholds(session, obs.at)
+
+    def _set_model(self, session: _Session, model: str, at: float) -> None:
+        """Record the session's model (an event when it changes); unless a stronger source
+        set the window, it follows the model's."""
+        if model == session.model:
+            return
+        if session.model is not None:
+            self._emit(session, at, EventKind.MODEL_CHANGED, before=session.model, after=model)
+        session.model = model
+        if _WINDOW_RANK[session.window_source] <= _WINDOW_RANK[WindowSource.MODEL]:
+            window = window_for_model(model, self.config.default_window)
+            self._set_window(session, window, WindowSource.MODEL, at)
 
     def _set_window(self, session: _Session, window: int, source: WindowSource, at: float) -> None:
         if window != session.window_tokens:
@@ -601,12 +601,8 @@ class SessionManager:
             session.context_at = at
 
     def _apply_status_line(self, session: _Session, obs: StatusLine) -> None:
-        if obs.model and obs.model != session.model:
-            if session.model is not None:
-                self._emit(
-                    session, obs.at, EventKind.MODEL_CHANGED, before=session.model, after=obs.model
-                )
-            session.model = obs.model
+        if obs.model:
+            self._set_model(session, obs.model, obs.at)
         if obs.window_tokens:
             self._set_window(session, obs.window_tokens, WindowSource.STATUSLINE, obs.at)
         if obs.context_tokens is not None and (
@@ -624,14 +620,7 @@ class SessionManager:
         ):
             self._revive(session, now, obs.at)  # resumed
         if obs.model and session.model is None:
-            session.model = obs.model
-            if _WINDOW_RANK[session.window_source] <= _WINDOW_RANK[WindowSource.MODEL]:
-                self._set_window(
-                    session,
-                    window_for_model(obs.model, self.config.default_window),
-                    WindowSource.MODEL,
-                    obs.at,
-                )
+            self._set_model(session, obs.model, obs.at)
         if obs.source != "clear":
             return
         # /clear: the session Claude Code just ended with reason "clear" is replaced by this one.
