@@ -204,6 +204,16 @@ class Guard:
                 return b"".join(chunks)
 
 
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RequestError(422, f"{name} must be an integer", name) from None
+
+
 def _replay(body: bytes) -> Receive:
     sent = False
 
@@ -350,10 +360,10 @@ class Api:
         user = request.query_params.get("user") or None
         sid = request.query_params.get("session_id")
         try:
-            after = int(request.query_params.get("after", "0"))
-            limit = min(500, max(1, int(request.query_params.get("limit", "100"))))
-        except ValueError:
-            return problem(422, "after and limit must be integers", "limit")
+            after = _int_param(request, "after", 0)
+            limit = min(500, max(1, _int_param(request, "limit", 100)))
+        except RequestError as exc:
+            return exc.response()
         owners = {s.session_id: s.user for s in self.daemon.sessions}
         chosen = [
             e for e in self.daemon.events

@@ -334,3 +334,19 @@ def test_a_full_database_gets_503_never_2xx_and_recovers_by_itself(
     assert acknowledged | {SID, SID2} <= stored
     assert not refused & stored
     assert client.portal.call(daemon.run, daemon.ingestor.store.integrity_ok)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "field"),
+    [("/api/events?limit=ten", 422, "limit"), ("/api/events?after=-x", 422, "after"),
+     ("/api/sessions/no-such-session", 404, "session_id"),
+     ("/api/context?session_id=no-such-session", 404, "session_id"),
+     ("/api/context?user=0123456789abcdef", 404, "user")],
+)  # fmt: skip
+def test_bad_query_parameters_get_a_4xx_naming_the_field(
+    client: TestClient, path: str, status: int, field: str
+) -> None:
+    status_line(client, 120_000)
+    response = client.get(path)
+    assert response.status_code == status
+    assert response.json()["field"] == field
