@@ -298,10 +298,21 @@ class VictoriaMetrics(PromQLServer):
 
 
 @contextlib.contextmanager
-def running_victoria_metrics(data_dir: Path) -> Iterator[VictoriaMetrics]:
-    """A VictoriaMetrics over ``data_dir`` on a free loopback port, for the ``with`` block."""
+def running_victoria_metrics(
+    data_dir: Path, *, scrape_config: str | None = None
+) -> Iterator[VictoriaMetrics]:
+    """A VictoriaMetrics over ``data_dir`` on a free loopback port, for the ``with`` block.
+
+    With ``scrape_config`` (the text of a Prometheus-style config with ``scrape_configs``),
+    it also scrapes the targets that config names.
+    """
     binary = require_binary(VICTORIA_METRICS)
     data_dir.mkdir(parents=True, exist_ok=True)
+    scraping: list[str] = []
+    if scrape_config is not None:
+        config = data_dir / "promscrape.yml"
+        config.write_text(scrape_config)
+        scraping = [f"-promscrape.config={config}"]
 
     def argv(port: int) -> list[str]:
         return [
@@ -314,6 +325,7 @@ def running_victoria_metrics(data_dir: Path) -> Iterator[VictoriaMetrics]:
             "-search.latencyOffset=0s",
             "-search.disableCache",
             "-loggerLevel=WARN",
+            *scraping,
         ]
 
     process, port = spawn_on_free_port(

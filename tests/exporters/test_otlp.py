@@ -8,17 +8,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import pytest
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -35,14 +29,12 @@ from contextd.exporters import names
 from contextd.exporters.otlp import ExportStats, OtlpExporter, from_env, otel_name, otel_unit
 from contextd.exporters.prometheus import SessionCollector, render
 from contextd.models import ZERO_TOKENS, SessionSnapshot, SessionStatus, TokenCounts
+from tests.otlp_receiver import Attrs, Points, Receiver, decoded, serve
 
 NOW = 1_700_000_000.0
 A = "aaaaaaaa-0000-0000-0000-000000000001"
 B = "bbbbbbbb-0000-0000-0000-000000000002"
 WAIT = 10.0  # bound of every wait on another thread
-
-Attrs = frozenset[tuple[str, str]]
-Points = dict[tuple[str, Attrs], float]
 
 
 def snap(
@@ -138,62 +130,6 @@ def in_memory() -> Iterator[InMemory]:
 # --- a loopback OTLP/HTTP receiver ---------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    url: str
-    status: int
-    requests: list[ExportMetricsServiceRequest] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def wait_for_requests(self, count: int) -> list[ExportMetricsServiceRequest]:
-        with self.changed:
-            if not self.changed.wait_for(lambda: len(self.requests) >= count, timeout=WAIT):
-                pytest.fail(f"receiver got {len(self.requests)} requests, expected {count}")
-            return list(self.requests)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: Receiver
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        receiver = self.server.receiver
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        request = ExportMetricsServiceRequest()
-        request.ParseFromString(body)
-        reply = ExportMetricsServiceResponse().SerializeToString()
-        self.send_response(receiver.status)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-        with receiver.changed:
-            receiver.requests.append(request)
-            receiver.paths.append(self.path)
-            receiver.changed.notify_all()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the test reads what arrived, not the access log."""
-
-
-def serve(status: int) -> Iterator[Receiver]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.receiver = Receiver(f"http://127.0.0.1:{server.server_port}/v1/metrics", status)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(WAIT)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     yield from serve(200)
@@ -210,31 +146,6 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1/metrics"
-
-
-def _value(kv: KeyValue) -> str:
-    return kv.value.string_value
-
-
-def decoded(requests: Sequence[ExportMetricsServiceRequest]) -> tuple[Points, dict[str, str]]:
-    """Points of the last request that carried each (name, attributes), and the resource."""
-    points: Points = {}
-    resource: dict[str, str] = {}
-    for request in requests:
-        for rm in request.resource_metrics:
-            resource.update({kv.key: _value(kv) for kv in rm.resource.attributes})
-            for scope in rm.scope_metrics:
-                for metric in scope.metrics:
-                    kind = metric.WhichOneof("data")
-                    assert kind in ("gauge", "sum")
-                    data_points = (
-                        metric.gauge.data_points if kind == "gauge" else metric.sum.data_points
-                    )
-                    for p in data_points:
-                        key = frozenset((kv.key, _value(kv)) for kv in p.attributes)
-                        value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
-                        points[(metric.name, key)] = value
-    return points, resource
 
 
 # --- in memory ------------------------------------------------------------------------------
