@@ -129,6 +129,23 @@ async def load(port: int, rate: float, seconds: float, connections: int,
     return latencies, failures
 
 
+def hook_buckets(exposition: str) -> dict[str, float]:
+    """From the daemon's own latency histogram (route /hooks, code 200): the share of hooks
+    answered within each bucket bound, as the server measured them (no client in the way)."""
+    counts: dict[str, float] = {}
+    for line in exposition.splitlines():
+        if line.startswith("contextd_http_request_duration_seconds_bucket{") and (
+            'route="/hooks"' in line and 'code="200"' in line
+        ):
+            bound = line.split('le="')[1].split('"')[0]
+            counts[bound] = float(line.rsplit(" ", 1)[1])
+    total = counts.get("+Inf", 0.0)
+    return {
+        f"{float(b) * 1000:g}": round(c / total, 5)
+        for b, c in counts.items() if b != "+Inf" and total
+    }  # fmt: skip
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -180,6 +197,7 @@ def main() -> int:
         ).stdout
         live = sum(1 for line in metrics.splitlines()
                    if line.startswith(b"contextd_session_context_tokens{"))  # fmt: skip
+        server_side = hook_buckets(metrics.decode())
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -193,6 +211,7 @@ def main() -> int:
         "pss_mb_idle_0_sessions": round(idle_pss, 1),
         "pss_mb_1000_sessions": round(loaded_pss, 1),
         "live_sessions_exported": live,
+        "server_side_hooks_within_ms": server_side,
     }  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
