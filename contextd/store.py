@@ -247,9 +247,19 @@ def _writer_lock(db: Path) -> int:
 class Store:
     """The state database. One writer (the process that opened it); readers may be many."""
 
-    def __init__(self, path: Path | str, *, keep_events: int = 500, writer: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        keep_events: int = 500,
+        writer: bool = True,
+        autocheckpoint: bool = True,
+    ) -> None:
         """Open (creating and migrating) the database.
 
+        Without ``autocheckpoint`` the WAL is never checkpointed inside a commit (where its
+        fsync would land on whatever request made that commit); the owner then calls
+        :meth:`checkpoint` from another thread.
         ``keep_events`` bounds the events kept per session by :meth:`prune_events`. A
         ``writer`` takes the database's exclusive writer lock (``<db>.lock``): two processes
         ingesting into one database, each with its own cursors in memory, would count lines
@@ -258,6 +268,7 @@ class Store:
         self.path = Path(path)
         self.keep_events = keep_events
         self._lock_fd: int | None = None
+        self._checkpointer: sqlite3.Connection | None = None
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -270,6 +281,8 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=10000")
             self._conn.execute("PRAGMA cache_size=-8192")  # 8 MiB: the ledger's hot pages
+            if not autocheckpoint:
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._migrate()
             if str(path) != ":memory:":
                 os.chmod(self.path, 0o600)
@@ -277,7 +290,22 @@ class Store:
             raise StoreError(f"cannot open state database {path}: {exc}") from exc
         self.ledger = SqliteLedger(self._conn)
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking the writer (PASSIVE), on a
+        connection of its own so it can run on another thread than the commits."""
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot checkpoint {self.path}: {exc}") from exc
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self._conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
