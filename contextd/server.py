@@ -6,7 +6,8 @@ Surfaces (all JSON unless noted; field names documented in the README):
   ``POST /api/session/start`` and ``/api/session/end`` (anthropic-spy compatible);
 * read: ``GET /api/sessions``, ``/api/sessions/{id}``, ``/api/stats``, ``/api/events``,
   ``/api/context``, ``/healthz``, each with ``?user=<id>`` filtering;
-* ``GET /metrics`` (Prometheus text exposition).
+* ``GET /metrics`` (Prometheus text exposition);
+* ``/mcp``: the MCP server (:mod:`contextd.mcp`) over streamable HTTP.
 
 Every request first passes :class:`Guard`: Host and Origin allow-lists (DNS rebinding), the
 bearer token when one is configured, and the body size cap (413 before parsing).
@@ -52,6 +53,7 @@ from contextd.ingest.hooks import (
     start_observations,
     status_line_observations,
 )
+from contextd.mcp import DaemonBackend, build_mcp, http_app
 from contextd.models import SessionEvent, SessionSnapshot, SessionStatus
 from contextd.sessions import EngineConfig
 from contextd.views import event_view, iso, session_view, threshold_state
@@ -76,8 +78,10 @@ HOOK_EVENTS = frozenset({
 })  # fmt: skip
 _ROUTES = frozenset({
     "/hooks", "/api/statusline", "/api/session/start", "/api/session/end", "/api/sessions",
-    "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics",
+    "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics", "/mcp",
 })  # fmt: skip
+# Over the unix socket, clients send a bare name (the MCP SDK sends "localhost").
+SOCKET_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "contextd"})
 
 
 class RequestError(Exception):
@@ -120,18 +124,22 @@ def parse(body: bytes, model: type[P]) -> P:
         raise RequestError(422, f"{field}: {first['msg']}", field) from None
 
 
+def allowed_hosts(settings: Settings) -> set[str]:
+    """The Host header values accepted over TCP."""
+    port = settings.port
+    hosts = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", *settings.allowed_hosts}
+    if not settings.loopback:
+        hosts.add(f"{settings.host}:{port}")
+    return hosts
+
+
 class Guard:
     """ASGI middleware: Host/Origin checks, bearer token, body cap, latency histogram."""
 
     def __init__(self, app: ASGIApp, settings: Settings, latency: Histogram) -> None:
         self.app = app
-        port = settings.port
-        self.hosts = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}",
-                      *settings.allowed_hosts}  # fmt: skip
-        if not settings.loopback:
-            self.hosts.add(f"{settings.host}:{port}")
-        # Over the unix socket, clients send a bare name (the MCP SDK sends "localhost").
-        self.socket_hosts = {"localhost", "127.0.0.1", "[::1]", "contextd"}
+        self.hosts = allowed_hosts(settings)
+        self.socket_hosts = SOCKET_HOSTS
         self.origins = {f"http://{h}" for h in self.hosts}
         self.token = settings.token.encode() if settings.token else None
         self.max_body = settings.max_body_bytes
@@ -430,13 +438,17 @@ def aggregate(live: list[SessionSnapshot], engine: EngineConfig) -> dict[str, ob
 def build_app(daemon: Daemon, *, start_daemon: bool = True) -> Guard:
     """The HTTP application of ``daemon`` (its lifespan starts and stops the daemon)."""
     api = Api(daemon)
+    mcp = build_mcp(DaemonBackend(daemon))
+    hosts = allowed_hosts(daemon.settings)
+    mcp_app = http_app(mcp, hosts=hosts | SOCKET_HOSTS, origins={f"http://{h}" for h in hosts})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if start_daemon:
             await daemon.start()
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
             if start_daemon:
                 await daemon.stop()
@@ -446,7 +458,9 @@ def build_app(daemon: Daemon, *, start_daemon: bool = True) -> Guard:
         return problem(503, f"state not saved: {exc}")
 
     app = Starlette(
-        routes=api.routes(), lifespan=lifespan, exception_handlers={StoreError: unavailable}
+        routes=[*api.routes(), Route("/mcp", mcp_app)],
+        lifespan=lifespan,
+        exception_handlers={StoreError: unavailable},
     )
     return Guard(app, daemon.settings, api.latency)
 
