@@ -23,7 +23,6 @@ Rules (see shared/reference/claude-code-formats.md §1-2):
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import PurePath
@@ -210,8 +209,6 @@ class LineDecoder:
 
     def __init__(self, stats: ParseStats | None = None) -> None:
         self.stats = stats or ParseStats()
-        self._seen_first = False
-        self._tail: deque[bytes] = deque(maxlen=16)
         self._last_origin: OriginKey | None = None
 
     def oversize(self) -> None:
@@ -223,8 +220,8 @@ class LineDecoder:
     def feed_block(self, block: bytes, file: TranscriptFile) -> list[Record]:
         """Process a block of complete lines (each ending in ``\\n``) in file order.
 
-        Same results as :meth:`feed` on each line followed by :meth:`flush`, but lines that
-        carry neither usage nor a checkpoint are never visited one by one: a byte count checks
+        Lines that carry neither usage nor a checkpoint are never visited one by one (they only
+        show the session is alive, and their times are monotone within a file): a byte count checks
         that every line is shaped like one JSON object, and only the lines around a
         ``"usage"`` or ``compact_boundary`` match, plus the first and last timed lines, are
         decoded. Misshapen lines (blank, torn, not an object, NUL bytes) are looked for line by
@@ -328,45 +325,6 @@ class LineDecoder:
                 return []
             end = line_start - 1
         return []
-
-    def feed(self, raw: bytes, file: TranscriptFile) -> list[Record]:
-        """Parse a line if it can carry usage or a checkpoint; otherwise defer it.
-
-        Most bytes of a transcript are prompts, tool results and progress lines that only
-        show the session is alive. Those are shape-checked here (blank, or not one JSON object
-        → counted) and kept aside: :meth:`flush` parses the first and the last of them, which
-        is all the session's start and last-activity times need (lines of a file are in time
-        order, give or take milliseconds). Call :meth:`flush` before committing the offset of a
-        fed line.
-        """
-        if b'"usage"' in raw or b"compact_boundary" in raw:
-            return self.parse(raw, file)
-        stats = self.stats
-        stats.lines += 1
-        if raw[:1] != b"{" or raw[-1:] != b"}":  # cheap shape check; Claude writes no padding
-            body = raw.strip()
-            if not body:
-                stats.blank += 1
-                return []
-            if body[:1] != b"{" or body[-1:] != b"}":
-                stats.malformed += 1
-                stats.reject("invalid_json")
-                return []
-        if not self._seen_first:
-            found = self._decode(raw, file)
-            self._seen_first = bool(found)
-            return found
-        self._tail.append(raw)
-        return []
-
-    def flush(self, file: TranscriptFile) -> list[Record]:
-        """Parse the newest deferred line that places the session in time; start afresh."""
-        found: list[Record] = []
-        while self._tail and not found:
-            found = self._decode(self._tail.pop(), file)
-        self._tail.clear()
-        self._seen_first = False
-        return found
 
     def parse(self, raw: bytes, file: TranscriptFile) -> list[Record]:
         """Parse one line completely."""
@@ -577,12 +535,6 @@ class TranscriptParser:
 
     def feed_block(self, block: bytes, file: TranscriptFile) -> list[Observation]:
         return self.resolver.resolve(self.decoder.feed_block(block, file))
-
-    def feed(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
-        return self.resolver.resolve(self.decoder.feed(raw, file))
-
-    def flush(self, file: TranscriptFile) -> list[Observation]:
-        return self.resolver.resolve(self.decoder.flush(file))
 
     def parse(self, raw: bytes, file: TranscriptFile) -> list[Observation]:
         return self.resolver.resolve(self.decoder.parse(raw, file))

@@ -91,28 +91,24 @@ def test_progress_lines_embedding_usage_are_activity_only() -> None:
             "data": {"type": "agent_progress", "message": orjson.loads(assistant())},
         }
     )
-    (obs,) = p.feed(line, MAIN)
+    (obs,) = p.feed_block(line + b"\n", MAIN)
     assert isinstance(obs, Activity)
     assert p.stats.malformed == 0
     assert p.stats.responses == 0
 
 
-def test_feed_parses_the_first_timed_line_and_flush_the_last() -> None:
+def test_a_block_without_usage_is_dated_by_its_first_and_last_timed_lines() -> None:
     p = parser()
 
     def user(ts: str) -> bytes:
         return orjson.dumps({"type": "user", "sessionId": SID, "timestamp": ts, "cwd": "/p"})
 
     snapshot = orjson.dumps({"type": "file-history-snapshot", "messageId": "m"})
-    assert p.feed(snapshot, MAIN) == []  # places nothing in time: keep looking
-    (first,) = p.feed(user("2026-02-12T10:00:00Z"), MAIN)
-    assert first.at == parse_timestamp("2026-02-12T10:00:00Z")
-    assert p.feed(user("2026-02-12T11:00:00Z"), MAIN) == []
-    assert p.feed(user("2026-02-12T12:00:00Z"), MAIN) == []
-    assert p.feed(snapshot, MAIN) == []
-    (last,) = p.flush(MAIN)
+    lines = [snapshot, user("2026-02-12T10:00:00Z"), user("2026-02-12T11:00:00Z"),
+             user("2026-02-12T12:00:00Z"), snapshot]  # fmt: skip
+    first, last = p.feed_block(b"\n".join(lines) + b"\n", MAIN)
+    assert first.at == parse_timestamp("2026-02-12T10:00:00Z")  # the snapshot has no time
     assert last.at == parse_timestamp("2026-02-12T12:00:00Z")
-    assert p.flush(MAIN) == []
     assert p.stats.lines == 5
 
 
@@ -121,12 +117,11 @@ def test_feed_parses_the_first_timed_line_and_flush_the_last() -> None:
     [(b"", 1, 0), (b"  \t", 1, 0), (b'{"type": "user", "message": {"content": "half', 0, 1),
      (b"not json at all", 0, 1), (b"[1, 2]", 0, 1)],
 )  # fmt: skip
-def test_feed_counts_blank_and_misshapen_lines_without_parsing(
+def test_blank_and_misshapen_lines_are_counted_without_parsing(
     raw: bytes, blank: int, malformed: int
 ) -> None:
     p = parser()
-    assert p.feed(raw, MAIN) == []
-    assert p.flush(MAIN) == []
+    assert p.feed_block(raw + b"\n", MAIN) == []
     assert (p.stats.blank, p.stats.malformed) == (blank, malformed)
 
 
