@@ -92,7 +92,7 @@ class Daemon:
 
     def _publish(self) -> None:
         ingestor = self.ingestor
-        self.sessions = ingestor.manager.frozen()  # unordered; readers sort what they show
+        self.sessions = ingestor.manager.snapshot()
         self.events = ingestor.manager.events()
         self.counters = ingestor.store.counters()
 

@@ -324,22 +324,19 @@ class SessionManager:
 
     # -- output ----------------------------------------------------------------------------
 
-    def frozen(self) -> tuple[SessionSnapshot, ...]:
-        """All sessions held in memory, in no particular order; only changed ones are frozen
-        anew, so publishing after every small change stays cheap."""
-        for sid in self._stale:
-            found = self._sessions.get(sid)
-            if found is not None and sid not in self._frozen:  # drain() may have frozen it
-                self._frozen[sid] = found.freeze()
-        self._stale.clear()
-        return tuple(self._frozen.values())
-
     def snapshot(self) -> tuple[SessionSnapshot, ...]:
-        """All sessions held in memory, most recently active first. Immutable."""
+        """All sessions held in memory, in no particular order (readers sort what they show).
+
+        Immutable, and the same object until something changes; only the sessions that changed
+        are frozen anew, so publishing after every small change stays cheap.
+        """
         if self._published is None:
-            snaps = [self._snapshot_of(s) for s in self._sessions.values()]
-            snaps.sort(key=lambda s: (-s.last_activity, s.session_id))
-            self._published = tuple(snaps)
+            for sid in self._stale:
+                found = self._sessions.get(sid)
+                if found is not None and sid not in self._frozen:  # drain() may have frozen it
+                    self._frozen[sid] = found.freeze()
+            self._stale.clear()
+            self._published = tuple(self._frozen.values())
         return self._published
 
     def session(self, session_id: str) -> SessionSnapshot | None:
