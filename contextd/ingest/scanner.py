@@ -121,7 +121,13 @@ class TranscriptIngestor:
 
     @classmethod
     def open(
-        cls, store: Store, manager: SessionManager | None = None, **kwargs: object
+        cls,
+        store: Store,
+        manager: SessionManager | None = None,
+        *,
+        max_line: int = DEFAULT_MAX_LINE,
+        batch_lines: int = 200_000,
+        commit_interval: float = 1.0,
     ) -> TranscriptIngestor:
         """An ingestor whose engine holds the store's live sessions and recent events."""
         if manager is None:
@@ -129,7 +135,8 @@ class TranscriptIngestor:
         for snap in store.sessions(live_only=True):
             manager.adopt(snap, store.events(snap.session_id, manager.config.session_events))
         manager.adopt_global_events(store.events(None, manager.config.global_events))
-        return cls(store, manager, **kwargs)  # type: ignore[arg-type]
+        return cls(store, manager, max_line=max_line, batch_lines=batch_lines,
+                   commit_interval=commit_interval)  # fmt: skip
 
     @property
     def stats(self) -> ParseStats:
