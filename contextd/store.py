@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -269,6 +270,8 @@ class Store:
         self.keep_events = keep_events
         self._lock_fd: int | None = None
         self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._closed = False
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -293,19 +296,26 @@ class Store:
     def checkpoint(self) -> None:
         """Copy the WAL into the database without blocking the writer (PASSIVE), on a
         connection of its own so it can run on another thread than the commits."""
-        if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
-            )
-        try:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot checkpoint {self.path}: {exc}") from exc
+        # The lock keeps close() from closing this connection under a running checkpoint
+        # (cancelling the task that started it does not stop its thread).
+        with self._checkpoint_lock:
+            if self._closed:
+                return
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
+                )
+            try:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot checkpoint {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        with self._checkpoint_lock:
+            self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         self._conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock

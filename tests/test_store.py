@@ -117,3 +117,31 @@ def test_ledger_finds_keys_committed_by_an_earlier_process(tmp_path: Path) -> No
     assert second.ledger.get(2997) == ("s", 2997)
     assert second.ledger.get(2998) is None
     assert second.ledger.get(-5) is None
+
+
+def test_closing_waits_for_a_checkpoint_running_on_another_thread(tmp_path: Path) -> None:
+    """The daemon checkpoints on a worker thread; shutdown must not close that connection
+    under it (that crashed the process), and a checkpoint after close does nothing."""
+    import threading  # noqa: PLC0415
+
+    store = Store(tmp_path / "state.db", autocheckpoint=False)
+    m = SessionManager()
+    for i in range(200):
+        m.apply(Response(f"s{i}", T0, "m", TokenCounts(1), 1, True), T0)
+    store.commit(m.drain())
+    errors: list[BaseException] = []
+
+    def checkpoint_loop() -> None:
+        try:
+            for _ in range(200):
+                store.checkpoint()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    worker = threading.Thread(target=checkpoint_loop)
+    worker.start()
+    store.close()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert errors == []
+    store.checkpoint()  # after close: a no-op, not a crash
