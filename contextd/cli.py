@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, json: bool = True) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     parser.add_argument("--db", type=Path, metavar="PATH", help="state database (SQLite)")
     parser.add_argument(
@@ -47,7 +47,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "default: $CLAUDE_CONFIG_DIR, ~/.claude, ~/.config/claude)",
     )
     parser.add_argument("--socket", type=Path, metavar="PATH", help="the daemon's unix socket")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    if json:
+        parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 7323)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    mcp = sub.add_parser("mcp", help="serve the MCP tools over stdio (for `claude mcp add`)")
+    _common(mcp, json=False)
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
     sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
@@ -224,7 +227,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
-_COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve}
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    # Lazily: the MCP SDK is heavy, and only this command needs it.
+    from contextd.mcp.stdio import serve_stdio  # noqa: PLC0415
+
+    return serve_stdio(settings)
+
+
+_COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
+             "mcp": _cmd_mcp}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

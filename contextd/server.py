@@ -26,12 +26,12 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,11 +41,13 @@ from contextd import __version__
 from contextd.config import Settings
 from contextd.daemon import Daemon
 from contextd.errors import ConfigError, StoreError
+from contextd.events import Compaction
 from contextd.exporters import names
 from contextd.exporters.prometheus import SessionCollector, render
 from contextd.ingest.hooks import (
     HookPayload,
     SessionEndPayload,
+    SessionId,
     SessionStartPayload,
     StatusLinePayload,
     end_observations,
@@ -79,6 +81,7 @@ HOOK_EVENTS = frozenset({
 _ROUTES = frozenset({
     "/hooks", "/api/statusline", "/api/session/start", "/api/session/end", "/api/sessions",
     "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics", "/mcp",
+    "/api/checkpoint",
 })  # fmt: skip
 # Over the unix socket, clients send a bare name (the MCP SDK sends "localhost").
 SOCKET_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "contextd"})
@@ -95,6 +98,18 @@ class RequestError(Exception):
 
     def response(self) -> Response:
         return problem(self.status, self.message, self.field)
+
+
+class CheckpointPayload(BaseModel):
+    """``POST /api/checkpoint``: an explicit checkpoint (what the MCP tool
+    ``record_checkpoint`` sends when ``contextd mcp`` runs as a client of the daemon)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    session_id: SessionId
+    trigger: Literal["explicit"] = "explicit"
+    pre_tokens: Annotated[int, Field(ge=0)] | None = None
+    post_tokens: Annotated[int, Field(ge=0)] | None = None
 
 
 def json_response(data: object, status: int = 200) -> Response:
@@ -262,6 +277,7 @@ class Api:
             Route("/api/statusline", self.statusline, methods=["POST"]),
             Route("/api/session/start", self.session_start, methods=["POST"]),
             Route("/api/session/end", self.session_end, methods=["POST"]),
+            Route("/api/checkpoint", self.checkpoint, methods=["POST"]),
             Route("/api/sessions", self.sessions),
             Route("/api/sessions/{session_id}", self.session_detail),
             Route("/api/stats", self.stats),
@@ -322,6 +338,24 @@ class Api:
             return exc.response()
         await self.daemon.observe(end_observations(payload, self.daemon.clock()), "SessionEnd")
         return json_response({"success": True, "message": "Session ended"})
+
+    async def checkpoint(self, request: Request) -> Response:
+        """Record an explicit checkpoint of a session the daemon holds; answers its view."""
+        try:
+            payload = parse(await request.body(), CheckpointPayload)
+        except RequestError as exc:
+            return exc.response()
+        sid = payload.session_id
+        if not any(s.session_id == sid for s in self.daemon.sessions):
+            return problem(404, "no such session", "session_id")
+        checkpoint = Compaction(sid, self.daemon.clock(), payload.trigger,
+                                pre_tokens=payload.pre_tokens, post_tokens=payload.post_tokens,
+                                source="mcp")  # fmt: skip
+        await self.daemon.observe([checkpoint], "record_checkpoint")
+        after = next((s for s in self.daemon.sessions if s.session_id == sid), None)
+        if after is None:  # expired and dropped in the meantime
+            return problem(404, "no such session", "session_id")
+        return json_response(session_view(after, self.engine))
 
     # -- read ------------------------------------------------------------------------------
 
