@@ -498,3 +498,17 @@ def prometheus_scraping(
             return servers.enter_context(running_prometheus(data_dir, target_url=target_url))
 
         yield start
+
+
+# -- assertions shared by the PromQL tests ------------------------------------------------------
+
+
+def by_session(result: Sequence[Sample]) -> dict[str, tuple[dict[str, str], float]]:
+    """A query result keyed by its ``session_id`` label (which must be unique)."""
+    out = {labels["session_id"]: (labels, value) for labels, value in result}
+    assert len(out) == len(result), f"duplicate session_id in {result}"
+    return out
+
+
+def assert_values(actual: Sequence[float], expected: Sequence[float]) -> None:
+    assert list(actual) == pytest.approx(list(expected), rel=1e-9, abs=1e-12, nan_ok=True)

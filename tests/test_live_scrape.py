@@ -43,6 +43,8 @@ from contextd.exporters import names
 from tests.promql_servers import (
     PromQLServer,
     Sample,
+    assert_values,
+    by_session,
     running_prometheus,
     running_victoria_metrics,
 )
@@ -355,16 +357,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 def backend(request: pytest.FixtureRequest, live: Live) -> Backend:
     name: str = request.param
     return live.backends[name]
-
-
-def by_session(result: Sequence[Sample]) -> dict[str, tuple[dict[str, str], float]]:
-    out = {labels["session_id"]: (labels, value) for labels, value in result}
-    assert len(out) == len(result), f"duplicate session_id in {result}"
-    return out
-
-
-def assert_values(actual: Sequence[float], expected: Sequence[float]) -> None:
-    assert list(actual) == pytest.approx(list(expected), rel=1e-9, abs=1e-12, nan_ok=True)
 
 
 # -- the contract queries -----------------------------------------------------------------------

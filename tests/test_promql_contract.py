@@ -25,7 +25,7 @@ they belong to (``s-10``) give x/0 = +Inf on both.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -37,6 +37,8 @@ from contextd.models import SessionSnapshot, SessionStatus
 from tests.promql_servers import (
     PromQLServer,
     Sample,
+    assert_values,
+    by_session,
     openmetrics_from_scrapes,
     running_prometheus,
     running_victoria_metrics,
@@ -187,16 +189,6 @@ def backend(
 
 def named(name: str, plan: Plan) -> dict[str, str]:
     return {"__name__": name, **plan.labels()}
-
-
-def by_session(result: Sequence[Sample]) -> dict[str, tuple[dict[str, str], float]]:
-    out = {labels["session_id"]: (labels, value) for labels, value in result}
-    assert len(out) == len(result), f"duplicate session_id in {result}"
-    return out
-
-
-def assert_values(actual: Sequence[float], expected: Sequence[float]) -> None:
-    assert list(actual) == pytest.approx(list(expected), rel=1e-9, abs=1e-12, nan_ok=True)
 
 
 def test_every_contract_query_is_checked_here() -> None:

@@ -9,7 +9,7 @@ stdio server reading the transcripts itself when no daemon runs (read-only).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from contextd.daemon import Daemon
@@ -114,3 +114,24 @@ class DaemonBackend:
 
     async def observe(self, observations: list[Observation], source: str) -> None:
         await self.daemon.observe(observations, source)
+
+
+class FixedSettingsBackend:
+    """The part of a backend that is plain values given at construction: the engine settings
+    it judges thresholds by, the local user, and its clock (the stdio backends)."""
+
+    def __init__(self, engine: EngineConfig, local_user: str, clock: Callable[[], float]) -> None:
+        self._engine = engine
+        self._local_user = local_user
+        self._clock = clock
+
+    @property
+    def engine(self) -> EngineConfig:
+        return self._engine
+
+    @property
+    def local_user(self) -> str:
+        return self._local_user
+
+    def now(self) -> float:
+        return self._clock()

@@ -23,7 +23,7 @@ from typing import TypeVar
 from contextd.events import Observation
 from contextd.ingest.discovery import transcript_files
 from contextd.ingest.scanner import TranscriptIngestor
-from contextd.mcp.backend import ReadOnlyError
+from contextd.mcp.backend import FixedSettingsBackend, ReadOnlyError
 from contextd.models import SessionEvent, SessionSnapshot
 from contextd.sessions import EngineConfig, SessionManager
 from contextd.store import Store
@@ -60,7 +60,7 @@ async def _in_thread(fn: Callable[[], T]) -> T:
     return await future
 
 
-class LocalBackend:
+class LocalBackend(FixedSettingsBackend):
     """A read-only :class:`~contextd.mcp.backend.Backend` over the transcripts of ``roots``."""
 
     source = SOURCE
@@ -78,9 +78,7 @@ class LocalBackend:
         if engine.default_user is None:
             engine = replace(engine, default_user=local_user)
         self.roots = list(roots)
-        self._engine = engine
-        self._local_user = local_user
-        self._clock = clock
+        super().__init__(engine, local_user, clock)
         self.refresh_seconds = refresh_seconds
         self.store = Store(":memory:", keep_events=engine.session_events, writer=False)
         manager = SessionManager(engine, next_seq=self.store.next_seq())
@@ -91,19 +89,8 @@ class LocalBackend:
         self._index: dict[str, SessionSnapshot] = {}
 
     @property
-    def engine(self) -> EngineConfig:
-        return self._engine
-
-    @property
-    def local_user(self) -> str:
-        return self._local_user
-
-    @property
     def writable(self) -> bool:
         return False
-
-    def now(self) -> float:
-        return self._clock()
 
     def _fresh(self) -> bool:
         scanned = self._scanned_at

@@ -25,6 +25,7 @@ import orjson
 
 from contextd.errors import ContextdError, StoreError
 from contextd.events import Compaction, Observation
+from contextd.mcp.backend import FixedSettingsBackend
 from contextd.models import (
     EventKind,
     ModelUsage,
@@ -205,7 +206,7 @@ class DaemonClient:
         return status == 200
 
 
-class RemoteBackend:
+class RemoteBackend(FixedSettingsBackend):
     """A :class:`~contextd.mcp.backend.Backend` over a running daemon's JSON API.
 
     ``tool_use_session`` knows nothing: the daemon's ``PreToolUse`` index is not part of its
@@ -223,24 +224,11 @@ class RemoteBackend:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
-        self._engine = engine
-        self._local_user = local_user
-        self._clock = clock
-
-    @property
-    def engine(self) -> EngineConfig:
-        return self._engine
-
-    @property
-    def local_user(self) -> str:
-        return self._local_user
+        super().__init__(engine, local_user, clock)
 
     @property
     def writable(self) -> bool:
         return True
-
-    def now(self) -> float:
-        return self._clock()
 
     async def _get(self, path: str) -> Any:
         status, data = await self.client.request("GET", path)
