@@ -500,6 +500,21 @@ def prometheus_scraping(
         yield start
 
 
+# -- the contract's queries, spelled out here (not imported from contextd.exporters.names, so
+# that a rename there fails these tests) ------------------------------------------------------
+
+TOPK = "topk(5, contextd_session_context_usage_percent)"
+OVER_70 = "contextd_session_context_usage_percent > 70"
+SUM_TOKENS = "sum(contextd_session_context_tokens)"
+AVG_PERCENT = "avg(contextd_session_context_usage_percent)"
+RATE_70 = "rate(contextd_session_threshold_70_total[5m])"
+SAVED_PER_CHECKPOINT = (
+    "rate(contextd_session_tokens_saved_total[5m]) / rate(contextd_session_checkpoint_total[5m])"
+)
+ACTIVE = "contextd_active_sessions_total"
+CHECKED = (TOPK, OVER_70, SUM_TOKENS, AVG_PERCENT, RATE_70, SAVED_PER_CHECKPOINT, ACTIVE)
+
+
 # -- assertions shared by the PromQL tests ------------------------------------------------------
 
 

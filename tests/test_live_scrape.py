@@ -41,6 +41,14 @@ import pytest
 
 from contextd.exporters import names
 from tests.promql_servers import (
+    ACTIVE,
+    AVG_PERCENT,
+    CHECKED,
+    OVER_70,
+    RATE_70,
+    SAVED_PER_CHECKPOINT,
+    SUM_TOKENS,
+    TOPK,
     PromQLServer,
     Sample,
     assert_values,
@@ -52,16 +60,6 @@ from tests.served import Served
 
 pytestmark = pytest.mark.slow
 
-TOPK = "topk(5, contextd_session_context_usage_percent)"
-OVER_70 = "contextd_session_context_usage_percent > 70"
-SUM_TOKENS = "sum(contextd_session_context_tokens)"
-AVG_PERCENT = "avg(contextd_session_context_usage_percent)"
-RATE_70 = "rate(contextd_session_threshold_70_total[5m])"
-SAVED_PER_CHECKPOINT = (
-    "rate(contextd_session_tokens_saved_total[5m]) / rate(contextd_session_checkpoint_total[5m])"
-)
-ACTIVE = "contextd_active_sessions_total"
-CHECKED = (TOPK, OVER_70, SUM_TOKENS, AVG_PERCENT, RATE_70, SAVED_PER_CHECKPOINT, ACTIVE)
 
 WINDOW_MS = 300_000  # the [5m] of the contract's rate() queries
 FIRST_SCRAPE_TIMEOUT = 30.0  # Prometheus 2.42 takes ~5.5 s to its first scrape

@@ -35,6 +35,14 @@ from contextd.exporters import names
 from contextd.exporters.prometheus import SessionCollector, render
 from contextd.models import SessionSnapshot, SessionStatus
 from tests.promql_servers import (
+    ACTIVE,
+    AVG_PERCENT,
+    CHECKED,
+    OVER_70,
+    RATE_70,
+    SAVED_PER_CHECKPOINT,
+    SUM_TOKENS,
+    TOPK,
     PromQLServer,
     Sample,
     assert_values,
@@ -50,17 +58,6 @@ T1 = 1_767_225_600  # 2026-01-01T00:00:00Z; a fixed past instant: no wall clock 
 T2 = T1 + 60
 INTERVAL = float(T2 - T1)
 WINDOW = 300.0  # the [5m] of the contract's rate() queries
-
-TOPK = "topk(5, contextd_session_context_usage_percent)"
-OVER_70 = "contextd_session_context_usage_percent > 70"
-SUM_TOKENS = "sum(contextd_session_context_tokens)"
-AVG_PERCENT = "avg(contextd_session_context_usage_percent)"
-RATE_70 = "rate(contextd_session_threshold_70_total[5m])"
-SAVED_PER_CHECKPOINT = (
-    "rate(contextd_session_tokens_saved_total[5m]) / rate(contextd_session_checkpoint_total[5m])"
-)
-ACTIVE = "contextd_active_sessions_total"
-CHECKED = (TOPK, OVER_70, SUM_TOKENS, AVG_PERCENT, RATE_70, SAVED_PER_CHECKPOINT, ACTIVE)
 
 
 @dataclass(frozen=True)
