@@ -209,6 +209,11 @@ class SqliteLedger:
     def put(self, key: int, session_id: str, output_tokens: int) -> None:
         self._cache[key] = self._pending[key] = (session_id, output_tokens)
 
+    @property
+    def pending(self) -> bool:
+        """Whether writes wait for the next commit."""
+        return bool(self._pending)
+
     def flush(self) -> None:
         if self._pending:
             self._conn.executemany(
@@ -340,7 +345,15 @@ class Store:
         cursors: Iterable[FileCursor] = (),
         counters: dict[str, int] | None = None,
     ) -> None:
-        """Write one ingest step atomically. On failure nothing is written and it raises."""
+        """Write one ingest step atomically. On failure nothing is written and it raises.
+
+        A step that changed nothing writes nothing (no empty transaction on the hot path).
+        """
+        cursors = list(cursors)
+        counters = {k: v for k, v in (counters or {}).items() if v}
+        if not (changes.sessions or changes.events or cursors or counters
+                or self.ledger.pending):  # fmt: skip
+            return
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -375,7 +388,7 @@ class Store:
                 conn.executemany(
                     "INSERT INTO counters (name, value) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    [(k, v) for k, v in counters.items() if v],
+                    list(counters.items()),
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -145,3 +145,14 @@ def test_closing_waits_for_a_checkpoint_running_on_another_thread(tmp_path: Path
     assert not worker.is_alive()
     assert errors == []
     store.checkpoint()  # after close: a no-op, not a crash
+
+
+def test_a_step_that_changed_nothing_writes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    m = _manager_with_state()
+    store.commit(m.drain(), [FileCursor("/x.jsonl", offset=10)], {"transcript_lines": 2})
+    before = store._conn.total_changes
+    store.commit(m.drain(), [], {"transcript_lines": 0})
+    assert store._conn.total_changes == before
+    store.commit(m.drain(), [], {"transcript_lines": 1})  # a counter alone is a change
+    assert store.counters()["transcript_lines"] == 3
