@@ -36,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from contextd import __version__
 from contextd.config import Settings
@@ -57,6 +58,7 @@ from contextd.ingest.hooks import (
 )
 from contextd.mcp import DaemonBackend, build_mcp, http_app
 from contextd.models import SessionEvent, SessionSnapshot, SessionStatus
+from contextd.peer import PEER_EXTENSION, peer_credentials
 from contextd.sessions import EngineConfig
 from contextd.views import event_view, iso, session_view, threshold_state
 
@@ -83,6 +85,17 @@ _ROUTES = frozenset({
     "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics", "/mcp",
     "/api/checkpoint",
 })  # fmt: skip
+_TEMPLATES = (("/api/sessions/", "/api/sessions/{id}"), ("/api/tool-uses/", "/api/tool-uses/{id}"))
+
+
+def _templated(path: str) -> str:
+    """The latency histogram's ``route`` label of a path with an id in it (else "other")."""
+    for prefix, template in _TEMPLATES:
+        if path.startswith(prefix):
+            return template
+    return "other"
+
+
 # Over the unix socket, clients send a bare name (the MCP SDK sends "localhost").
 SOCKET_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "contextd"})
 
@@ -184,9 +197,7 @@ class Guard:
             await self.app(scope, _replay(body), timed_send)
         finally:
             path = scope.get("path", "")
-            route = path if path in _ROUTES else (
-                "/api/sessions/{id}" if path.startswith("/api/sessions/") else "other"
-            )  # fmt: skip
+            route = path if path in _ROUTES else _templated(path)
             self.latency.labels(route, str(status["code"])).observe(time.perf_counter() - started)
 
     def _refusal(self, scope: Scope) -> Response | None:
@@ -280,6 +291,7 @@ class Api:
             Route("/api/checkpoint", self.checkpoint, methods=["POST"]),
             Route("/api/sessions", self.sessions),
             Route("/api/sessions/{session_id}", self.session_detail),
+            Route("/api/tool-uses/{tool_use_id}", self.tool_use),
             Route("/api/stats", self.stats),
             Route("/api/events", self.events),
             Route("/api/context", self.context),
@@ -390,6 +402,15 @@ class Api:
         return json_response({**session_view(snap, self.engine),
                               "events": [event_view(e) for e in events]})  # fmt: skip
 
+    async def tool_use(self, request: Request) -> Response:
+        """The session a ``PreToolUse`` hook announced a tool use for (while the short-lived
+        index holds it): how ``contextd mcp`` joins an MCP call's ``claudecode/toolUseId``."""
+        tool_use_id = request.path_params["tool_use_id"]
+        sid = self.daemon.tool_uses.session(tool_use_id, self.daemon.clock())
+        if sid is None:
+            return problem(404, "no such tool use (or it expired)", "tool_use_id")
+        return json_response({"tool_use_id": tool_use_id, "session_id": sid})
+
     async def stats(self, request: Request) -> Response:
         live = self._live(request)
         return json_response({
@@ -472,7 +493,8 @@ def aggregate(live: list[SessionSnapshot], engine: EngineConfig) -> dict[str, ob
 def build_app(daemon: Daemon, *, start_daemon: bool = True) -> Guard:
     """The HTTP application of ``daemon`` (its lifespan starts and stops the daemon)."""
     api = Api(daemon)
-    mcp = build_mcp(DaemonBackend(daemon))
+    sessions_dirs = [root / "sessions" for root in daemon.roots]  # for unix-socket peers
+    mcp = build_mcp(DaemonBackend(daemon), session_dirs=sessions_dirs)
     hosts = allowed_hosts(daemon.settings)
     mcp_app = http_app(mcp, hosts=hosts | SOCKET_HOSTS, origins={f"http://{h}" for h in hosts})
 
@@ -497,6 +519,24 @@ def build_app(daemon: Daemon, *, start_daemon: bool = True) -> Guard:
         exception_handlers={StoreError: unavailable},
     )
     return Guard(app, daemon.settings, api.latency)
+
+
+class PeerCredHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools HTTP/1.1 protocol, adding a unix-socket peer's credentials to every
+    request scope (``extensions["contextd.peer"]``, see :mod:`contextd.peer`): the MCP caller
+    resolution follows the peer's pid to the Claude Code session it runs under."""
+
+    peer: dict[str, int | None] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.peer = peer_credentials(transport.get_extra_info("socket"))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.peer is not None:
+            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+            scope.setdefault("extensions", {})[PEER_EXTENSION] = dict(self.peer)
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
@@ -559,7 +599,7 @@ def serve(settings: Settings) -> int:
     daemon = Daemon(settings)
     config = uvicorn.Config(
         build_app(daemon), lifespan="on", log_level="warning", access_log=False,
-        http="httptools", loop="auto",
+        http=PeerCredHttpToolsProtocol, loop="auto",
         timeout_keep_alive=5, timeout_graceful_shutdown=10, limit_concurrency=1024,
         h11_max_incomplete_event_size=64 * 1024, server_header=False, date_header=False,
     )  # fmt: skip

@@ -26,6 +26,7 @@ import orjson
 from contextd.errors import ContextdError, StoreError
 from contextd.events import Compaction, Observation
 from contextd.mcp.backend import FixedSettingsBackend
+from contextd.mcp.resolve import session_id as resolve_session_id
 from contextd.models import (
     EventKind,
     ModelUsage,
@@ -207,10 +208,8 @@ class DaemonClient:
 
 
 class RemoteBackend(FixedSettingsBackend):
-    """A :class:`~contextd.mcp.backend.Backend` over a running daemon's JSON API.
-
-    ``tool_use_session`` knows nothing: the daemon's ``PreToolUse`` index is not part of its
-    API, and a stdio caller is resolved through its parent process instead.
+    """A :class:`~contextd.mcp.backend.Backend` over a running daemon's JSON API
+    (``tool_use_session`` asks the daemon's ``PreToolUse`` index, ``GET /api/tool-uses/{id}``).
     """
 
     source = SOURCE
@@ -258,7 +257,13 @@ class RemoteBackend(FixedSettingsBackend):
         return [event_from_view(e) for e in data["events"]]
 
     async def tool_use_session(self, tool_use_id: str) -> str | None:
-        return None
+        path = f"/api/tool-uses/{quote(tool_use_id, safe='')}"
+        status, data = await self.client.request("GET", path)
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(data, dict):
+            raise ContextdError(f"the contextd daemon answered {status} for {path}")
+        return resolve_session_id(data.get("session_id"))
 
     async def observe(self, observations: list[Observation], source: str) -> None:
         """Send checkpoints to ``POST /api/checkpoint`` (the only observation the tools make)."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -42,6 +43,7 @@ from contextd.mcp import outputs, resolve
 from contextd.mcp.backend import Backend
 from contextd.mcp.resolve import Resolution
 from contextd.models import SessionSnapshot
+from contextd.peer import scope_peer_pid
 from contextd.views import session_view
 
 log = logging.getLogger("contextd.mcp")
@@ -76,14 +78,22 @@ class CallerResolution:
 
     The result is visible to the handlers of that one request (a context variable), so tools
     stay plain functions of their arguments. ``process`` resolves through the parent process
-    (a stdio server only; see :func:`contextd.mcp.resolve.process_session`).
+    (a stdio server; see :func:`contextd.mcp.resolve.process_session`); over HTTP on the unix
+    socket, the peer's pid (which the daemon's HTTP protocol puts in the request scope, see
+    :func:`peer_pid`) is followed up its process tree through ``session_dirs``
+    (:func:`contextd.mcp.resolve.peer_session`).
     """
 
     def __init__(
-        self, backend: Backend, *, process: Callable[[], Resolution | None] | None = None
+        self,
+        backend: Backend,
+        *,
+        process: Callable[[], Resolution | None] | None = None,
+        session_dirs: Sequence[Path] = (),
     ) -> None:
         self.backend = backend
         self.process = process
+        self.session_dirs = list(session_dirs)
         # Without HTTP there is one connection per server process (stdio, in-memory).
         self.instance = f"instance:{uuid.uuid4().hex}"
 
@@ -99,7 +109,7 @@ class CallerResolution:
             self.connection_key(request),
             known=self._known,
             tool_use_session=self.backend.tool_use_session,
-            process=self.process,
+            process=self.process or self._peer_process(request),
         )
         token = _caller.set(caller)
         try:
@@ -110,15 +120,31 @@ class CallerResolution:
     async def _known(self, session_id: str) -> bool:
         return await self.backend.session(session_id) is not None
 
+    def _peer_process(self, request: Request | None) -> Callable[[], Resolution | None] | None:
+        pid = peer_pid(request)
+        if pid is None:
+            return None
+        return lambda: resolve.peer_session(pid, self.session_dirs)
+
     def connection_key(self, request: Request | None) -> str:
-        """What identifies the connection: the MCP session, else the HTTP peer."""
+        """What identifies the connection: the MCP session, else the peer (its address over
+        TCP, its pid over the unix socket)."""
         if request is None:
             return self.instance
         mcp_session = request.headers.get("mcp-session-id")
         if mcp_session:
             return f"mcp-session:{mcp_session}"
         peer = request.client
-        return f"peer:{peer.host}:{peer.port}" if peer is not None else "peer:unix"
+        if peer is not None:
+            return f"peer:{peer.host}:{peer.port}"
+        pid = peer_pid(request)
+        return f"peer:unix:{pid}" if pid is not None else "peer:unix"
+
+
+def peer_pid(request: Request | None) -> int | None:
+    """The pid of the process at the other end of a unix-socket request (``SO_PEERCRED``, see
+    :mod:`contextd.peer`); None over TCP and without a request."""
+    return scope_peer_pid(request.scope) if request is not None else None
 
 
 def current_caller() -> Resolution:
@@ -321,16 +347,20 @@ class Tools:
 
 
 def build_mcp(
-    backend: Backend, *, process: Callable[[], Resolution | None] | None = None
+    backend: Backend,
+    *,
+    process: Callable[[], Resolution | None] | None = None,
+    session_dirs: Sequence[Path] = (),
 ) -> MCPServer[Any]:
-    """The contextd MCP server over ``backend`` (``process``: see :class:`CallerResolution`)."""
+    """The contextd MCP server over ``backend`` (``process`` and ``session_dirs``: see
+    :class:`CallerResolution`)."""
     server: MCPServer[Any] = MCPServer(
         "contextd",
         title="contextd",
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level="WARNING",
-        middleware=[CallerResolution(backend, process=process)],
+        middleware=[CallerResolution(backend, process=process, session_dirs=session_dirs)],
     )
     tools = Tools(backend)
     server.add_tool(tools.context_status, name="context_status", title="Context status",

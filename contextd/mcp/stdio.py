@@ -1,11 +1,14 @@
 """``contextd mcp``: the stdio MCP server Claude Code spawns (``claude mcp add contextd --
 contextd mcp``).
 
-* With a daemon answering on its unix socket, the tools are served from it
-  (:class:`~contextd.mcp.remote.RemoteBackend`); without one, read-only from the transcripts
-  (:class:`~contextd.mcp.local.LocalBackend`). Every tool output says which in ``source``
-  (``"daemon"`` or ``"transcripts (read-only, no daemon)"``), and read-only
+* While a daemon answers on its unix socket, the tools are served from it
+  (:class:`~contextd.mcp.remote.RemoteBackend`); while none does, read-only from the
+  transcripts (:class:`~contextd.mcp.local.LocalBackend`), re-decided as the daemon comes and
+  goes (:class:`~contextd.mcp.fallback.FallbackBackend`). Every tool output says which in
+  ``source`` (``"daemon"`` or ``"transcripts (read-only, no daemon)"``), and read-only
   ``record_checkpoint`` is a tool error saying no daemon runs.
+* A ``tools/call``'s ``claudecode/toolUseId`` is joined through the daemon's ``PreToolUse``
+  index (``GET /api/tool-uses/{id}``) before the parent process is consulted.
 * The caller is the parent process (Claude Code spawns one server per ``claude`` process):
   ``<config>/sessions/<ppid>.json`` names the session it runs now, so ``/clear`` and
   ``--continue`` resolve right although ``CLAUDE_CODE_SESSION_ID`` in this process's
@@ -32,6 +35,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from contextd.config import Settings
 from contextd.identity import install_secret, local_user_id
 from contextd.ingest.discovery import claude_roots
+from contextd.mcp.fallback import FallbackBackend
 from contextd.mcp.remote import DaemonClient, RemoteBackend
 from contextd.mcp.resolve import process_session
 from contextd.mcp.server import build_mcp
@@ -56,9 +60,8 @@ class SourceNote:
     envelope the SDK made for the negotiated protocol version as it is.
     """
 
-    def __init__(self, source: str, *, writable: bool) -> None:
-        self.source = source
-        self.writable = writable
+    def __init__(self, backend: FallbackBackend) -> None:
+        self.backend = backend
 
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
@@ -67,14 +70,14 @@ class SourceNote:
         if ctx.method != "tools/call" or not isinstance(result, dict):
             return result
         name = ctx.params.get("name") if ctx.params is not None else None
-        if not self.writable and name == "record_checkpoint":
+        if not self.backend.writable and name == "record_checkpoint":
             result.pop("structuredContent", None)
             return {**result, "isError": True,
                     "content": [{"type": "text", "text": READ_ONLY_REFUSAL}]}  # fmt: skip
         structured = result.get("structuredContent")
         if result.get("isError") or not isinstance(structured, dict):
             return result
-        marked = {**structured, "source": self.source}
+        marked = {**structured, "source": self.backend.source}
         content = [_remarked(item, structured, marked) for item in result.get("content") or ()]
         return {**result, "structuredContent": marked, "content": content}
 
@@ -123,19 +126,22 @@ def serve_stdio(settings: Settings) -> int:
 async def _serve(settings: Settings, roots: list[Path]) -> int:
     client = DaemonClient(settings.socket, token=settings.token)
     user = local_user(settings.db.parent)
-    backend: RemoteBackend | LocalBackend
-    if await client.answers():
-        backend = RemoteBackend(client, settings.engine, user)
-    else:
+
+    def make_local() -> LocalBackend:
         from contextd.mcp.local import LocalBackend  # noqa: PLC0415 (only without a daemon)
 
-        log.warning("no contextd daemon answers at %s: serving read-only from the transcripts",
-                    settings.socket)  # fmt: skip
-        backend = LocalBackend(roots, settings.engine, user, max_line=settings.max_line_bytes)
+        return LocalBackend(roots, settings.engine, user, max_line=settings.max_line_bytes)
+
+    on_daemon = await client.answers()
+    if not on_daemon:
+        log.warning("no contextd daemon answers at %s: serving read-only from the transcripts "
+                    "until one does", settings.socket)  # fmt: skip
+    remote = RemoteBackend(client, settings.engine, user)
+    backend = FallbackBackend(client, remote, make_local, on_daemon=on_daemon)
     session_dirs = [root / "sessions" for root in roots]
     parent = os.getppid()  # the claude process (taken now: it would be 1 once claude is gone)
     server = build_mcp(backend, process=lambda: process_session(parent, os.environ, session_dirs))
-    server.middleware.append(SourceNote(backend.source, writable=backend.writable))
+    server.middleware.append(SourceNote(backend))
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -166,3 +166,70 @@ def test_a_sessions_file_that_is_broken_or_not_this_pids_is_ignored(
     (sessions / "4242.json").write_bytes(content)
     env = {"CLAUDE_CODE_SESSION_ID": SID}
     assert resolve.process_session(4242, env, [sessions]) == Resolution(SID, Source.ENV)
+
+
+# -- a unix-socket peer, followed up its process tree -------------------------------------------
+
+
+def fake_process(
+    proc: Path, pid: int, ppid: int, *, comm: str = "node", env: dict[str, str] | None = None
+) -> None:
+    """``<proc>/<pid>/stat`` and ``environ`` as Linux writes them."""
+    directory = proc / str(pid)
+    directory.mkdir(parents=True)
+    (directory / "stat").write_bytes(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1".encode())
+    environ = b"".join(f"{k}={v}".encode() + b"\0" for k, v in (env or {}).items())
+    (directory / "environ").write_bytes(environ)
+
+
+def test_a_peer_resolves_to_the_nearest_ancestor_with_a_sessions_file(tmp_path: Path) -> None:
+    """curl (4000) ← bash (3000) ← claude (2000) ← shell (1000): claude's file names the
+    session, over the stale id its children inherited (they were started before /clear)."""
+    proc, sessions = tmp_path / "proc", tmp_path / "claude" / "sessions"
+    fake_process(proc, 1000, 1, comm="zsh")
+    fake_process(proc, 2000, 1000, comm="claude", env={"CLAUDE_CODE_SESSION_ID": SID})
+    fake_process(proc, 3000, 2000, comm="bash", env={"CLAUDE_CODE_SESSION_ID": SID})
+    fake_process(proc, 4000, 3000, comm="curl) S 1 (x", env={"CLAUDE_CODE_SESSION_ID": SID})
+    write_sessions_file(sessions, 2000, NEW)
+    found = resolve.peer_session(4000, [sessions], proc=proc)
+    assert found == Resolution(NEW, Source.PEER_PID)
+    assert found.identified
+
+
+def test_without_a_sessions_file_the_nearest_environment_names_the_session(
+    tmp_path: Path,
+) -> None:
+    proc = tmp_path / "proc"
+    fake_process(proc, 2000, 1, env={"CLAUDE_CODE_SESSION_ID": OTHER})
+    fake_process(proc, 3000, 2000, env={"CLAUDE_CODE_SESSION_ID": SID, "PATH": "/bin"})
+    fake_process(proc, 4000, 3000, env={"PATH": "/bin"})
+    assert resolve.peer_session(4000, [tmp_path / "none"], proc=proc) == Resolution(
+        SID, Source.PEER_PID
+    )
+
+
+def test_a_peer_outside_any_claude_process_names_nothing(tmp_path: Path) -> None:
+    """No file, no variable; an unreadable environ (another user's process), a vanished
+    parent, a malformed stat and a bad id in the variable are skipped."""
+    proc = tmp_path / "proc"
+    fake_process(proc, 2000, 1, env={"CLAUDE_CODE_SESSION_ID": "not a session id"})
+    fake_process(proc, 3000, 2000)
+    (proc / "3000" / "environ").unlink()
+    fake_process(proc, 4000, 3000)
+    fake_process(proc, 5000, 9999)  # its parent has gone
+    (proc / "6000").mkdir()
+    (proc / "6000" / "stat").write_bytes(b"6000 (x)")  # truncated
+    for pid in (4000, 5000, 6000, 7000):
+        assert resolve.peer_session(pid, [tmp_path / "none"], proc=proc) is None
+
+
+def test_the_walk_up_the_process_tree_is_bounded(tmp_path: Path) -> None:
+    proc, sessions = tmp_path / "proc", tmp_path / "sessions"
+    for pid in range(100, 111):  # 110 ← 109 ← … ← 100, the file on 100
+        fake_process(proc, pid, pid - 1 if pid > 100 else 1)
+    write_sessions_file(sessions, 100, SID)
+    assert resolve.peer_session(104, [sessions], proc=proc) == Resolution(SID, Source.PEER_PID)
+    assert resolve.peer_session(110, [sessions], proc=proc, depth=8) is None
+    assert resolve.peer_session(110, [sessions], proc=proc, depth=11) == Resolution(
+        SID, Source.PEER_PID
+    )

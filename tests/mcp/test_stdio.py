@@ -26,7 +26,7 @@ from mcp.client import Client, ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from contextd.mcp.local import SOURCE as READ_ONLY
-from tests.mcp.harness import TOOLS, failed, ok, text, write_response
+from tests.mcp.harness import TOOLS, failed, ok, text, use, write_response
 from tests.served import Served
 from tests.test_server import SID, SID2
 
@@ -154,6 +154,73 @@ def test_without_the_sessions_file_the_spawn_time_env_id_is_used(
     status = asyncio.run(scenario())
     assert (status["resolved_session_id"], status["resolved_by"]) == (SID2, "env")
     assert status["context_tokens"] == 10_005
+
+
+def pre_tool_use(served: Served, sid: str, tool_use_id: str) -> None:
+    """Claude Code's PreToolUse hook for an MCP call, just before the call."""
+    body = {"session_id": sid, "hook_event_name": "PreToolUse", "cwd": "/home/u/proj",
+            "tool_name": "mcp__contextd__context_status", "tool_use_id": tool_use_id,
+            "tool_input": {}}  # fmt: skip
+    assert served.post("/hooks", body)[0] == 200
+
+
+def test_a_tool_use_id_is_joined_through_the_daemons_pre_tool_use_index(
+    place: Place, served: Served
+) -> None:
+    """The toolUseId comes before the parent process: the hook named SID2 for this call,
+    although the parent's sessions file names SID. An unknown or expired id gives way."""
+    two_sessions(place)
+    served.start()
+    pre_tool_use(served, SID2, "toolu_stdio_1")
+    assert served.get("/api/tool-uses/toolu_stdio_1") == (
+        200, {"tool_use_id": "toolu_stdio_1", "session_id": SID2})  # fmt: skip
+    code, error = served.get("/api/tool-uses/toolu_never")
+    assert (code, error["field"]) == (404, "tool_use_id")
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with stdio(place) as mcp:
+            joined = ok(await mcp.call_tool("context_status", {}, meta=use("toolu_stdio_1")))
+            unknown = ok(await mcp.call_tool("context_status", {}, meta=use("toolu_never")))
+            return joined, unknown
+
+    joined, unknown = asyncio.run(scenario())
+    assert (joined["resolved_session_id"], joined["resolved_by"]) == (SID2, "tool_use_id")
+    assert joined["context_tokens"] == 10_005
+    assert (unknown["resolved_session_id"], unknown["resolved_by"]) == (SID, "sessions_file")
+
+
+def test_the_server_follows_the_daemon_as_it_starts_and_stops(place: Place, served: Served) -> None:
+    """Started before the daemon: read-only from the transcripts; once the daemon answers
+    (probed every 2 s), from it, and a checkpoint is recorded; once it stops, read-only
+    again, without a restart of the MCP server."""
+    two_sessions(place)
+
+    async def until(mcp: ClientSession, source: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 15
+        while True:
+            status = ok(await mcp.call_tool("context_status", {}))
+            if status["source"] == source or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.2)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with stdio(place) as mcp:
+            before = ok(await mcp.call_tool("context_status", {}))
+            await asyncio.to_thread(served.start)
+            during = await until(mcp, "daemon")
+            saved = ok(await mcp.call_tool("record_checkpoint", {"tokens_saved": 1_000}))
+            await asyncio.to_thread(served.stop)
+            after = ok(await mcp.call_tool("context_status", {}))
+            refused = failed(await mcp.call_tool("record_checkpoint", {"tokens_saved": 5}))
+            return [before, during, saved, after, {"refused": refused}]
+
+    before, during, saved, after, refused = asyncio.run(scenario())
+    assert [r["source"] for r in (before, during, saved, after)] == [
+        READ_ONLY, "daemon", "daemon", READ_ONLY]  # fmt: skip
+    assert before["context_tokens"] == during["context_tokens"] == 120_003
+    assert (saved["session_id"], saved["checkpoints"], saved["counted"]) == (SID, 1, True)
+    assert after["resolved_session_id"] == SID
+    assert "no contextd daemon is running" in refused["refused"]
 
 
 def test_the_checkpoint_endpoint_validates_strictly(place: Place, served: Served) -> None:

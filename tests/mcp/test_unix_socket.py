@@ -11,9 +11,12 @@ socket do not disturb a good client using it at the same time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,11 +30,12 @@ import pytest
 from mcp.client import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp.harness import SID3, TOOLS, failed, ok
+from tests.mcp.harness import SID3, TOOLS, ok
 from tests.served import Served
 from tests.test_server import SID, SID2
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 URL = "http://localhost/mcp"
 # Context tokens per session, all on a 200k window: 50 %, 10 %, 95 %.
@@ -146,23 +150,79 @@ def test_over_the_socket_a_session_header_names_the_caller(served: Served, heade
         SID: False, SID2: True, SID3: False}  # fmt: skip
 
 
-def test_over_the_socket_without_a_hint_the_caller_is_the_connection(served: Served) -> None:
-    """No header, no ``_meta``: the fallback, and context_status says why it cannot answer;
+def client_process(
+    served: Served, out: Path, *, orphan: bool, env: dict[str, str]
+) -> dict[str, Any]:
+    """Run :mod:`tests.mcp.socket_client` against ``served`` and return what it wrote."""
+    argv = [sys.executable, "-m", "tests.mcp.socket_client", str(served.socket), str(out)]
+    subprocess.run([*argv, *(["--orphan"] if orphan else [])], env=env, cwd=REPO,
+                   check=True, timeout=30)  # fmt: skip
+    deadline = time.monotonic() + 30  # an orphan writes after its parent has returned
+    while not out.exists():
+        assert time.monotonic() < deadline, "the socket client wrote nothing"
+        time.sleep(0.05)
+    data: dict[str, Any] = json.loads(out.read_text())
+    assert "failure" not in data, data
+    return data
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTEXTD_", "CLAUDE"))}
+    return {**env, **extra}
+
+
+def test_over_the_socket_without_a_hint_the_caller_is_the_connection(
+    served: Served, tmp_path: Path
+) -> None:
+    """No header, no ``_meta``, and a peer with no Claude Code process above it (an orphan,
+    whatever runs the tests): the fallback, and context_status says why it cannot answer;
     naming the session explicitly still works."""
-
-    async def scenario() -> tuple[dict[str, Any], str, dict[str, Any]]:
-        async with over_socket(served.socket) as client:
-            listed = ok(await client.session.call_tool("list_sessions", {}))
-            error = failed(await client.session.call_tool("context_status", {}))
-            named = ok(await client.session.call_tool("context_status", {"session_id": SID}))
-            return listed, error, named
-
-    listed, error, named = run(scenario)
+    data = client_process(served, tmp_path / "out.json", orphan=True, env=clean_env())
+    listed, error = data["list_sessions"], data["context_status"]["error"]
     assert listed["resolved_by"] == "connection"
     assert listed["resolved_session_id"].startswith("conn_")
     assert not any(s["is_me"] for s in listed["sessions"])
     assert "could not tell which Claude Code session is calling" in error
+
+    async def scenario() -> dict[str, Any]:
+        async with over_socket(served.socket) as client:
+            return ok(await client.session.call_tool("context_status", {"session_id": SID}))
+
+    named = run(scenario)
     assert (named["session_id"], named["context_tokens"]) == (SID, 100_000)
+
+
+def test_over_the_socket_the_peer_pid_names_the_claude_process_above_it(
+    served: Served, tmp_path: Path
+) -> None:
+    """The client's parent (this test process) plays ``claude``: its sessions/<pid>.json names
+    SID2, although the client inherited a stale ``CLAUDE_CODE_SESSION_ID`` (a /clear since)."""
+    sessions = served.root / "sessions"
+    sessions.mkdir(exist_ok=True)
+    mine = sessions / f"{os.getpid()}.json"
+    mine.write_text(json.dumps({"pid": os.getpid(), "sessionId": SID2}))
+    try:
+        env = clean_env(CLAUDE_CODE_SESSION_ID=SID3)
+        data = client_process(served, tmp_path / "out.json", orphan=False, env=env)
+    finally:
+        mine.unlink()
+    status, listed = data["context_status"], data["list_sessions"]
+    assert (status["resolved_session_id"], status["resolved_by"]) == (SID2, "peer_pid")
+    assert (status["session_id"], status["context_tokens"]) == (SID2, 20_000)
+    assert {s["session_id"]: s["is_me"] for s in listed["sessions"]} == {
+        SID: False, SID2: True, SID3: False}  # fmt: skip
+
+
+def test_over_the_socket_a_peer_without_a_sessions_file_is_named_by_its_environment(
+    served: Served, tmp_path: Path
+) -> None:
+    """No sessions file anywhere above the client: the nearest CLAUDE_CODE_SESSION_ID (the
+    client's own, as a tool Claude Code started would have it) names the session."""
+    data = client_process(served, tmp_path / "out.json", orphan=False,
+                          env=clean_env(CLAUDE_CODE_SESSION_ID=SID3))  # fmt: skip
+    status = data["context_status"]
+    assert (status["resolved_session_id"], status["resolved_by"]) == (SID3, "peer_pid")
+    assert status["context_tokens"] == 190_000
 
 
 # -- reliability.md scenario 20: bad clients on the socket -------------------------------------
