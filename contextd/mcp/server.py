@@ -20,6 +20,7 @@ it cannot identify, gets a tool error (``isError``) saying so; the server keeps 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -56,6 +57,8 @@ INSTRUCTIONS = (
 # Requests whose handlers need the caller; everything else passes straight through.
 _RESOLVED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
 _caller: ContextVar[Resolution] = ContextVar("contextd_mcp_caller")
+PEER_TTL = 1.0
+PEER_CACHE_SIZE = 1024
 
 SessionIdArg = Annotated[
     str,
@@ -94,6 +97,8 @@ class CallerResolution:
         self.backend = backend
         self.process = process
         self.session_dirs = list(session_dirs)
+        # pid -> (monotonic expiry, resolution): a client's calls in a burst walk /proc once.
+        self._peers: dict[int, tuple[float, Resolution | None]] = {}
         # Without HTTP there is one connection per server process (stdio, in-memory).
         self.instance = f"instance:{uuid.uuid4().hex}"
 
@@ -124,7 +129,22 @@ class CallerResolution:
         pid = peer_pid(request)
         if pid is None:
             return None
-        return lambda: resolve.peer_session(pid, self.session_dirs)
+        return lambda: self._peer_session(pid)
+
+    def _peer_session(self, pid: int) -> Resolution | None:
+        """:func:`resolve.peer_session`, remembered for :data:`PEER_TTL` seconds per pid (short
+        enough that a ``/clear``'s rewritten sessions file is seen at the next call)."""
+        now = time.monotonic()
+        cached = self._peers.get(pid)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = resolve.peer_session(pid, self.session_dirs)
+        if len(self._peers) >= PEER_CACHE_SIZE:
+            self._peers = {p: e for p, e in self._peers.items() if e[0] > now}
+            if len(self._peers) >= PEER_CACHE_SIZE:
+                self._peers.clear()
+        self._peers[pid] = (now + PEER_TTL, found)
+        return found
 
     def connection_key(self, request: Request | None) -> str:
         """What identifies the connection: the MCP session, else the peer (its address over
