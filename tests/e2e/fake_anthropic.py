@@ -220,8 +220,9 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic",
-                                        daemon=True)  # fmt: skip
+        # A short poll interval: shutdown() waits for the serving loop's next poll.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="fake-anthropic", daemon=True)  # fmt: skip
 
     @property
     def url(self) -> str:
