@@ -5,7 +5,9 @@ One session, run the way a user scripts it in ``-p`` mode (reference/claude-code
 §1, §9): ``--session-id`` for the first turn, ``--resume`` for the next ones.
 
 1. ``[T1]``: the model (the fake API) calls contextd's ``context_status`` through the stdio MCP
-   server Claude Code spawns (``contextd mcp``), then answers in text once it has the result;
+   server Claude Code spawns (``contextd mcp``), then answers in text once it has the result
+   (``--allowedTools mcp__contextd__context_status``: in ``-p`` mode an MCP tool not allowed
+   beforehand is refused, "Claude requested permissions to use …, but you haven't granted it");
 2. ``[T2]``: a plain turn;
 3. ``/compact``: Claude Code asks the model for a summary and writes a ``compact_boundary``;
 4. ``[T3]``: a turn after the compaction.
@@ -31,7 +33,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -74,12 +76,12 @@ MAIN_CHAIN = (T1_TOOL_CALL, T1_ANSWER, T2_ANSWER, T3_ANSWER)  # the summary is a
 HTTP_HOOK_EVENTS = ("SessionEnd", "PreCompact", "PostCompact", "PreToolUse", "Stop",
                     "UserPromptSubmit")  # fmt: skip
 # Claude Code 2.1.330 skips http hooks on SessionStart (and Setup): "Skipping HTTP hook … HTTP
-# hooks are not supported for SessionStart" (its debug log), so that one is a command hook that
-# forwards its stdin to the daemon.
+# hooks are not supported for SessionStart" (a message in its binary; an http SessionStart hook
+# never reached the daemon), so that one is a command hook that forwards its stdin.
 COMMAND_HOOK_EVENTS = ("SessionStart",)
 
 
-def _turn(marker: str) -> Any:
+def _turn(marker: str) -> Callable[[Request], bool]:
     return lambda request: marker in request.last_user_text()
 
 
