@@ -18,41 +18,31 @@ import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
 from tests.mcp.harness import TOOLS
+from tests.pinned import TOOLS as PINNED_TOOLS
+from tests.pinned import require_version, unavailable
 from tests.served import Served
 from tests.test_server import SID, SID2
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = ROOT / ".tools" / "inspector"
+PREFIX = PINNED_TOOLS / "inspector"
 # The version scripts/bootstrap installs (keep the two in step).
 INSPECTOR_VERSION = "2.12.0"
 TIMEOUT = 30.0
 RETRIES = 3  # see _raced
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: run scripts/bootstrap before the tests)")
-    pytest.skip(f"{reason}; run scripts/bootstrap")
-
-
 def inspector() -> list[str]:
     """The command line that starts the pinned Inspector's CLI mode."""
     npx = shutil.which("npx")
     if npx is None:
-        _unavailable("npx (node) is not on PATH")
-    manifest = PREFIX / "node_modules" / "@modelcontextprotocol" / "inspector" / "package.json"
-    try:
-        installed = json.loads(manifest.read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        _unavailable(f"the MCP Inspector is not installed under {PREFIX}")
-    if installed != INSPECTOR_VERSION:
-        _unavailable(f"{PREFIX} holds Inspector {installed}, not the pinned {INSPECTOR_VERSION}")
+        unavailable("npx (node) is not on PATH")
+    require_version(PREFIX, "@modelcontextprotocol/inspector", INSPECTOR_VERSION)
     # --no-install: the pinned local copy or nothing, never a download.
     return [npx, "--prefix", str(PREFIX), "--no-install", "mcp-inspector", "--cli"]
 
