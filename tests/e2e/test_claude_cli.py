@@ -293,13 +293,16 @@ def test_the_cli_spoke_only_to_the_fake_api_in_the_scripted_order(run: Run) -> N
 def test_context_status_called_by_the_model_answers_for_the_calling_session(run: Run) -> None:
     (after_call,) = [r for r in run.fake.requests if r.rule == "t1-result"]
     result = json.loads(after_call.tool_results()[TOOL_USE_ID])
-    # contextd mcp, spawned by this claude process, found the session it runs in
-    # <config>/sessions/<claude pid>.json and asked the daemon about it.
+    # contextd mcp, spawned by this claude process, joined the call's _meta toolUseId through
+    # the daemon's PreToolUse index (the hook fired just before), and asked the daemon.
     assert result["resolved_session_id"] == SESSION_ID
-    assert result["resolved_by"] == "sessions_file"
+    assert result["resolved_by"] == "tool_use_id"
     assert result["session_id"] == SESSION_ID
     assert result["source"] == "daemon"
     assert result["status"] == "active"
+    # Its figures are what the daemon had read: in -p mode Claude Code has not written the
+    # transcript yet when it calls the tool (the file does not exist at PreToolUse time, as
+    # checked while writing this test), so they trail the response that asked for the tool.
     assert run.session["tool_calls"] == 1
 
 
