@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
     sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
+    stack = sub.add_parser("stack", help="a local VictoriaMetrics scraping the daemon "
+                           "(the PromQL backend of `contextd monitor`)")  # fmt: skip
+    stack.add_argument("action", choices=["start", "stop", "status"])
+    _common(stack)
+    stack.add_argument(
+        "--listen",
+        default="127.0.0.1:8428",
+        metavar="HOST:PORT",
+        help="VictoriaMetrics' address (loopback only; default 127.0.0.1:8428)",
+    )
     return parser
 
 
@@ -235,8 +245,35 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     return serve_stdio(settings)
 
 
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from contextd import stack  # noqa: PLC0415 (only this command needs it)
+
+    settings = _settings(args)
+    listen = stack.parse_listen(args.listen)
+    if args.action == "status":
+        report = stack.status(settings)
+        if args.json:
+            _write(report)
+        elif report["running"]:
+            sys.stdout.write(f"running (pid {report['pid']}) at {report['url']}, data in "
+                             f"{report['home']}\n")  # fmt: skip
+            targets = report.get("targets")
+            for target in targets if isinstance(targets, list) else ():
+                error = f" ({target['last_error']})" if target["last_error"] else ""
+                sys.stdout.write(f"  scrapes {target['url']}: {target['health']}{error}\n")
+        else:
+            sys.stdout.write(f"not running (contextd stack start; data in {report['home']})\n")
+        return 0 if report["running"] else 3
+    line = stack.start(settings, listen) if args.action == "start" else stack.stop(settings)
+    if args.json:
+        _write({"action": args.action, "result": line})
+    else:
+        sys.stdout.write(line + "\n")
+    return 0
+
+
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
-             "mcp": _cmd_mcp}  # fmt: skip
+             "mcp": _cmd_mcp, "stack": _cmd_stack}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

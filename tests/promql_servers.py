@@ -196,12 +196,15 @@ def spawn_on_free_port(
 class PromQLServer:
     """The Prometheus HTTP query API of a running server (Prometheus or VictoriaMetrics)."""
 
-    def __init__(self, url: str, process: ServerProcess) -> None:
+    def __init__(self, url: str, process: ServerProcess | None, name: str | None = None) -> None:
+        """``process`` is None for a server these helpers did not start (then ``name`` it)."""
         self.url = url
         self.process = process
+        self.name = process.name if process is not None else name or url
 
     @property
     def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was not started by these helpers"
         return self.process.pid
 
     def _api(self, path: str, params: Mapping[str, str]) -> dict[str, object]:
@@ -213,12 +216,12 @@ class PromQLServer:
             answer = None
         if status != 200 or not isinstance(answer, dict) or answer.get("status") != "success":
             raise PromQLError(
-                f"{self.process.name} answered {status} to {path} {dict(params)}: "
+                f"{self.name} answered {status} to {path} {dict(params)}: "
                 f"{body[:500].decode(errors='replace')}"
             )
         data = answer.get("data")
         if not isinstance(data, dict):
-            raise PromQLError(f"{self.process.name} answered without data: {answer!r}")
+            raise PromQLError(f"{self.name} answered without data: {answer!r}")
         return data
 
     def query(self, promql: str, time: float | None = None) -> list[Sample]:
@@ -271,7 +274,7 @@ class PromQLServer:
                 return result
             if time.monotonic() >= deadline:
                 raise PromQLError(
-                    f"{promql!r} on {self.process.name} still gave {result!r} after {timeout}s"
+                    f"{promql!r} on {self.name} still gave {result!r} after {timeout}s"
                 )
             time.sleep(POLL_INTERVAL)
 

@@ -237,7 +237,7 @@ def settled(
             for metric in MOVING
         ):
             return at, counters
-        assert time.monotonic() < deadline, f"{server.process.name} at {at}: {counters}"
+        assert time.monotonic() < deadline, f"{server.name} at {at}: {counters}"
         time.sleep(POLL)
 
 
