@@ -7,9 +7,7 @@ settings or an unreadable Claude Code directory, always with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,6 +20,7 @@ import orjson
 
 from contextd import __version__
 from contextd.config import Settings, load_settings
+from contextd.daemon_client import daemon_get
 from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
@@ -67,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
     sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
+    monitor = sub.add_parser("monitor", help="live terminal view of the sessions (PromQL)")
+    _common(monitor)
+    monitor.add_argument("--prometheus", metavar="URL", help="PromQL backend (default "
+                         "VictoriaMetrics at http://127.0.0.1:8428)")  # fmt: skip
+    monitor.add_argument("--daemon", metavar="URL|SOCKET", help="the daemon, for the fallback")
+    monitor.add_argument("--refresh", type=float, metavar="SECONDS", help="default 5")
+    monitor.add_argument("--once", action="store_true", help="print one snapshot and exit")
     return parser
 
 
@@ -130,34 +136,6 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip
-
-
-def daemon_get(socket_path: Path, path: str, timeout: float = 5.0) -> Any:
-    """GET ``path`` from the daemon over its unix socket; the decoded JSON."""
-    conn = _UnixConnection(socket_path, timeout)
-    try:
-        conn.request("GET", path, headers={"Host": "localhost"})
-        response = conn.getresponse()
-        body = response.read()
-    except OSError as exc:
-        raise ContextdError(f"cannot reach the daemon at {socket_path}: {exc}") from None
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise ContextdError(f"the daemon answered {response.status} for {path}")
-    return orjson.loads(body)
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(str(self._path))
-        self.sock = sock
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -235,8 +213,25 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     return serve_stdio(settings)
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from contextd.monitor import command, text  # noqa: PLC0415 (only this command needs it)
+
+    opts = command.options(_settings(args), prometheus=args.prometheus, daemon=args.daemon,
+                           refresh=args.refresh)  # fmt: skip
+    if args.json and not args.once:
+        raise ConfigError("--json: only with --once")
+    if not args.once:
+        return command.run_ui(opts)
+    snap = command.source(opts).snapshot()
+    if args.json:
+        _write(snap.as_json())
+    else:
+        sys.stdout.write(text.plain(snap))
+    return 1 if snap.source is command.SourceKind.NONE else 0
+
+
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
-             "mcp": _cmd_mcp}  # fmt: skip
+             "mcp": _cmd_mcp, "monitor": _cmd_monitor}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
