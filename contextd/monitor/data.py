@@ -203,9 +203,10 @@ def _iso_seconds(text: str) -> float:
 
 
 def _percent_points(raw: Iterable[Mapping[str, Any]]) -> tuple[tuple[float, float], ...]:
-    """``(time, percent)`` of the daemon's ``response`` events."""
+    """``(time, percent)`` of the daemon's events that carry a usage percent (responses,
+    threshold crossings): the only history the daemon keeps."""
     return tuple((_iso_seconds(str(e["at"])), float(e["data"]["percent"])) for e in raw
-                 if e.get("kind") == "response" and "percent" in e.get("data", {}))  # fmt: skip
+                 if isinstance(e.get("data", {}).get("percent"), int | float))  # fmt: skip
 
 
 # -- PromQL ----------------------------------------------------------------------------------

@@ -71,23 +71,32 @@ def _labels(plan: Plan) -> str:
             f'user="{USER}"')  # fmt: skip
 
 
-def exposition(plans: tuple[Plan, ...] = PLANS, stamps: tuple[int, ...] = STAMPS) -> str:
-    """Every series of ``plans`` at every stamp, each line with its own millisecond time."""
+def scrape(i: int, plans: tuple[Plan, ...] = PLANS) -> str:
+    """What the daemon would expose at ``STAMPS[i]`` (text format, no timestamps)."""
     lines = []
-    for i, at in enumerate(stamps):
-        ms = at * 1000
-        for plan in plans:
-            i_ = min(i, len(STAMPS) - 1)
-            values = {
-                names.CONTEXT_PERCENT: plan.percent(i_),
-                names.CONTEXT_TOKENS: plan.tokens(i_),
-                names.CONTEXT_WINDOW: plan.window,
-                names.THRESHOLD_70: plan.warn if i_ >= plan.warn_from else 0,
-                names.THRESHOLD_90: plan.critical,
-                names.CHECKPOINTS: plan.checkpoints,
-                names.TOKENS_SAVED: plan.saved,
-                names.DURATION: plan.duration,
-            }
-            lines += [f"{m.name}{{{_labels(plan)}}} {v} {ms}" for m, v in values.items()]
-        lines.append(f"{names.ACTIVE_SESSIONS.name} {len(plans)} {ms}")
+    for plan in plans:
+        values = {
+            names.CONTEXT_PERCENT: plan.percent(i),
+            names.CONTEXT_TOKENS: plan.tokens(i),
+            names.CONTEXT_WINDOW: plan.window,
+            names.THRESHOLD_70: plan.warn if i >= plan.warn_from else 0,
+            names.THRESHOLD_90: plan.critical,
+            names.CHECKPOINTS: plan.checkpoints,
+            names.TOKENS_SAVED: plan.saved,
+            names.DURATION: plan.duration,
+        }
+        lines += [f"{m.name}{{{_labels(plan)}}} {v}" for m, v in values.items()]
+    lines.append(f"{names.ACTIVE_SESSIONS.name} {len(plans)}")
     return "\n".join(lines) + "\n"
+
+
+def exposition(plans: tuple[Plan, ...] = PLANS, stamps: tuple[int, ...] = STAMPS) -> str:
+    """Every series of ``plans`` at every stamp, each line with its own millisecond time.
+
+    With ``stamps`` past ``STAMPS``, the sessions keep their values at ``T0``.
+    """
+    return "".join(
+        f"{line} {at * 1000}\n"
+        for i, at in enumerate(stamps)
+        for line in scrape(min(i, len(STAMPS) - 1), plans).splitlines()
+    )
