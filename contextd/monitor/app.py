@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
+from textual.worker import Worker
 
 from contextd.monitor import text
 from contextd.monitor.data import (
@@ -109,6 +110,7 @@ class DetailScreen(Screen[None]):
         super().__init__()
         self.session_id = session_id
         self.loaded: SessionDetail | None = None
+        self._loading: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -125,13 +127,17 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load()
+        self.reload()
 
     def show(self, snap: MonitorSnapshot) -> None:
         """A refresh reloads the detail too."""
-        self.load()
+        self.reload()
 
-    @work(thread=True, exclusive=True, group="detail")
+    def reload(self) -> None:
+        if self._loading is None or self._loading.is_finished:
+            self._loading = self.load()
+
+    @work(thread=True, group="detail")
     def load(self) -> None:
         app = self.app
         assert isinstance(app, MonitorApp)
@@ -235,6 +241,7 @@ class MonitorApp(App[None]):
         self.thresholds = thresholds
         self.snapshot: MonitorSnapshot | None = None
         self.refreshes = 0  # snapshots drawn so far (tests wait on it)
+        self._fetching: Worker[None] | None = None
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
@@ -242,9 +249,12 @@ class MonitorApp(App[None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        self.fetch()
+        """Start a refresh, unless one is still running (a slow backend must not pile up
+        threads: the running one will draw what it gets)."""
+        if self._fetching is None or self._fetching.is_finished:
+            self._fetching = self.fetch()
 
-    @work(thread=True, exclusive=True, group="refresh")
+    @work(thread=True, group="refresh")
     def fetch(self) -> None:
         snap = self.source.snapshot()
         self.call_from_thread(self.draw, snap)

@@ -3,7 +3,7 @@ and a live daemon holding sessions of its own (for the fallback and the tmux smo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,13 +29,19 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def promql_source(url: str, tmp_path: Path) -> FallbackSource:
-    """What ``contextd monitor`` builds, with the clock stopped at ``known.T0`` and a daemon
-    socket where no daemon listens."""
-    daemon = DaemonClient(tmp_path / "no-daemon.sock", timeout=2.0)
+def promql_source(
+    url: str,
+    tmp_path: Path,
+    *,
+    daemon: str | Path | None = None,
+    clock: Callable[[], float] = lambda: known.T0,
+) -> FallbackSource:
+    """What ``contextd monitor`` builds, with the clock stopped at ``known.T0`` and, unless
+    ``daemon`` says otherwise, a daemon socket where no daemon listens."""
+    client = DaemonClient(daemon or tmp_path / "no-daemon.sock", timeout=2.0)
     return FallbackSource(
-        PromQLSource(PromQLClient(url, timeout=5.0), daemon=daemon, clock=lambda: known.T0),
-        DaemonSource(daemon, clock=lambda: known.T0),
+        PromQLSource(PromQLClient(url, timeout=5.0), daemon=client, clock=clock),
+        DaemonSource(client, clock=clock),
     )
 
 
