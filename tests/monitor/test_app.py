@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.color import Color
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import Label, Sparkline, Static
 
@@ -120,7 +121,7 @@ def test_s_lists_every_session_and_enter_opens_its_detail(vm_source: FallbackSou
         assert isinstance(pilot.app.screen, SessionsScreen)
         table = pilot.app.screen.query_one(SessionTable)
         assert [key.value for key in table.rows] == [p.session_id for p in known.RANKED]
-        assert str(table.get_cell_at((0, 0))) == "CRITICAL"
+        assert str(table.get_cell_at(Coordinate(0, 0))) == "CRITICAL"
 
         await press(pilot, "down", "down", "enter")
         detail = pilot.app.screen
