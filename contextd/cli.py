@@ -26,7 +26,7 @@ from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
 from contextd.sessions import SessionManager
 from contextd.store import Store
-from contextd.views import session_view
+from contextd.views import session_view, tokens_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,14 +110,6 @@ def _ago(seconds: float) -> str:
     return f"{int(seconds // 86400)}d ago"
 
 
-def _tokens(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return str(n)
-
-
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A table of session views (:func:`contextd.views.session_view` dicts)."""
     now = time.time()
@@ -128,9 +120,9 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         last = datetime.fromisoformat(r["last_activity"]).timestamp()
         lines.append((
             r["session_id"][:8], (r["project"] or "-")[:24], (r["model"] or "-")[:26],
-            f"{_tokens(r['context_tokens'])}/{_tokens(r['context_window'])}",
+            f"{tokens_text(r['context_tokens'])}/{tokens_text(r['context_window'])}",
             f"{r['context_percent']:.1f}", r["threshold_state"].upper(), str(r["checkpoints"]),
-            _tokens(r["tokens_saved"]), _tokens(r["tokens"]["total"]), r["status"],
+            tokens_text(r["tokens_saved"]), tokens_text(r["tokens"]["total"]), r["status"],
             _ago(max(0.0, now - last)),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]

@@ -38,6 +38,7 @@ from contextd.monitor.widgets import (
     TopSessions,
     set_state,
 )
+from contextd.views import tokens_text
 
 HELP = """\
 [b]contextd monitor[/b]: context usage of every Claude Code session
@@ -54,6 +55,13 @@ Data: PromQL (Prometheus or VictoriaMetrics); the daemon's JSON API when no back
 """
 
 
+def _monitor(screen: Screen[None]) -> MonitorApp:
+    """The app a screen of this module runs in."""
+    app = screen.app
+    assert isinstance(app, MonitorApp)
+    return app
+
+
 class MainScreen(Screen[None]):
     """Health, aggregate and the top five sessions."""
 
@@ -66,8 +74,7 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def show(self, snap: MonitorSnapshot) -> None:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _monitor(self)
         self.query_one(HealthLine).show(snap)
         self.query_one(Banner).show(snap, app.refresh_seconds)
         self.query_one(AggregatePanel).display = snap.source is not SourceKind.NONE
@@ -91,8 +98,7 @@ class SessionsScreen(Screen[None]):
         self.query_one(SessionTable).focus()
 
     def show(self, snap: MonitorSnapshot) -> None:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _monitor(self)
         self.query_one(Banner).show(snap, app.refresh_seconds)
         self.query_one(SessionTable).show(snap)
 
@@ -139,8 +145,7 @@ class DetailScreen(Screen[None]):
 
     @work(thread=True, group="detail")
     def load(self) -> None:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _monitor(self)
         detail = app.source.detail(self.session_id)
         app.call_from_thread(self.draw, detail)
 
@@ -186,8 +191,7 @@ class AggregateScreen(Screen[None]):
         yield Footer()
 
     def show(self, snap: MonitorSnapshot) -> None:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _monitor(self)
         self.query_one(Banner).show(snap, app.refresh_seconds)
         agg = snap.aggregate
         states = {state: sum(1 for r in snap.sessions if r.state is state) for state in State}
@@ -195,7 +199,7 @@ class AggregateScreen(Screen[None]):
         lines += [
             f"[b]{'active sessions':<16}[/b]{agg.active_sessions}",
             f"[b]{'checkpoints':<16}[/b]{agg.checkpoints}",
-            f"[b]{'tokens saved':<16}[/b]{text.tokens(agg.tokens_saved)}",
+            f"[b]{'tokens saved':<16}[/b]{tokens_text(agg.tokens_saved)}",
             f"[b]{'states':<16}[/b]" + "  ".join(
                 f"{state.upper()} {count}" for state, count in states.items()),
         ]  # fmt: skip
@@ -210,8 +214,7 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _monitor(self)
         limits = app.thresholds
         yield Static(HELP.format(warn=limits.warn, critical=limits.critical), id="help")
 

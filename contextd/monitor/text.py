@@ -7,18 +7,10 @@ same snapshot always reads the same.
 from __future__ import annotations
 
 from contextd.monitor.data import MonitorSnapshot, SessionRow, SourceKind
+from contextd.views import tokens_text
 
 BAR_CELLS = "▏▎▍▌▋▊▉█"  # eighths of a cell, left to right
 BLOCKS = "▁▂▃▄▅▆▇█"  # eighths of a cell, bottom to top
-
-
-def tokens(n: float) -> str:
-    """``1.2M``, ``190.0k``, ``950``."""
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return f"{n:.0f}"
 
 
 def duration(seconds: float | None) -> str:
@@ -69,11 +61,11 @@ def chart(values: tuple[float, ...], width: int, height: int, top: float = 100.0
 
 def saved(row: SessionRow) -> str:
     average = row.average_saved
-    return tokens(average) if average is not None else "-"
+    return tokens_text(average) if average is not None else "-"
 
 
 def context(row: SessionRow) -> str:
-    return f"{tokens(row.context_tokens)}/{tokens(row.window_tokens)}"
+    return f"{tokens_text(row.context_tokens)}/{tokens_text(row.window_tokens)}"
 
 
 def health(snap: MonitorSnapshot) -> str:
@@ -105,8 +97,8 @@ def rate(per_hour: float | None, total: int) -> str:
 def aggregate_lines(snap: MonitorSnapshot) -> list[tuple[str, str]]:
     agg = snap.aggregate
     return [
-        ("context tokens", tokens(agg.total_context_tokens)),
-        ("per session", f"{tokens(agg.average_tokens)} ({agg.average_percent:.1f} %)"),
+        ("context tokens", tokens_text(agg.total_context_tokens)),
+        ("per session", f"{tokens_text(agg.average_tokens)} ({agg.average_percent:.1f} %)"),
         ("70 % crossings", rate(agg.warn_rate_per_hour, agg.warn_crossings)),
         ("90 % crossings", rate(agg.critical_rate_per_hour, agg.critical_crossings)),
     ]
