@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from contextd.daemon_client import DaemonClient
 from contextd.errors import QueryError, SourceError
@@ -333,9 +334,12 @@ class PromQLSource:
             notes = ("recent events come from the daemon: none configured",)
         else:
             try:
-                events = _event_rows(self.daemon.get(f"/api/sessions/{session_id}")["events"])
+                path = f"/api/sessions/{quote(session_id, safe='')}"
+                events = _event_rows(self.daemon.get(path)["events"])
             except SourceError as exc:
                 notes = (f"recent events come from the daemon: {exc}",)
+            except (KeyError, TypeError, ValueError) as exc:
+                notes = (f"recent events: unexpected answer from the daemon: {exc!r}",)
         return SessionDetail(rows.get(session_id), history, events[::-1], notes)
 
 
@@ -380,7 +384,20 @@ class DaemonSource:
         return answer
 
     def snapshot(self) -> MonitorSnapshot:
-        """Raises :class:`SourceError` when the daemon cannot be read."""
+        """Raises :class:`SourceError` when the daemon cannot be read, or answers something
+        other than its API promises (another program on that port, say)."""
+        try:
+            return self._snapshot()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise QueryError(f"unexpected answer from {self.daemon.address}: {exc!r}") from None
+
+    def detail(self, session_id: str) -> SessionDetail:
+        try:
+            return self._detail(session_id)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise QueryError(f"unexpected answer from {self.daemon.address}: {exc!r}") from None
+
+    def _snapshot(self) -> MonitorSnapshot:
         now = self.clock()
         listing = self._get("/api/sessions")
         stats = self._get("/api/stats")
@@ -407,8 +424,8 @@ class DaemonSource:
             uptime_seconds=float(stats["uptime_seconds"]), missing=DAEMON_MISSING,
         )  # fmt: skip
 
-    def detail(self, session_id: str) -> SessionDetail:
-        view = self._get(f"/api/sessions/{session_id}")
+    def _detail(self, session_id: str) -> SessionDetail:
+        view = self._get(f"/api/sessions/{quote(session_id, safe='')}")
         events = view.get("events", [])
         return SessionDetail(
             _row_from_view(view, self.thresholds), _percent_points(events),

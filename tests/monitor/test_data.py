@@ -162,3 +162,14 @@ def test_snapshot_json_is_plain_json_with_the_top_ids(vm_source: FallbackSource)
     assert data["sessions"][0]["state"] == "critical"
     assert data["sessions"][0]["average_saved"] == 80_000
     assert data["aggregate"]["total_context_tokens"] == sum(p.tokens() for p in known.PLANS)
+
+
+def test_another_program_at_the_daemon_address_is_a_query_error_not_a_crash(
+    vm_loaded: VictoriaMetrics, tmp_path: Path
+) -> None:
+    source = promql_source(closed_url(), tmp_path, daemon=vm_loaded.url)
+
+    snap = source.snapshot()
+
+    assert snap.source is SourceKind.NONE
+    assert snap.problems[1] == "daemon: the daemon answered 400 for /api/sessions"
