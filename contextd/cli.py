@@ -7,9 +7,7 @@ settings or an unreadable Claude Code directory, always with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,12 +20,13 @@ import orjson
 
 from contextd import __version__
 from contextd.config import Settings, load_settings
+from contextd.daemon_client import daemon_get
 from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
 from contextd.sessions import SessionManager
 from contextd.store import Store
-from contextd.views import session_view
+from contextd.views import session_view, tokens_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="VictoriaMetrics' address (loopback only; default 127.0.0.1:8428)",
     )
+    monitor = sub.add_parser("monitor", help="live terminal view of the sessions (PromQL)")
+    _common(monitor)
+    monitor.add_argument("--prometheus", metavar="URL", help="PromQL backend (default "
+                         "VictoriaMetrics at http://127.0.0.1:8428)")  # fmt: skip
+    monitor.add_argument("--daemon", metavar="URL|SOCKET", help="the daemon, for the fallback")
+    monitor.add_argument("--refresh", type=float, metavar="SECONDS", help="default 5")
+    monitor.add_argument("--once", action="store_true", help="print one snapshot and exit")
     return parser
 
 
@@ -114,14 +120,6 @@ def _ago(seconds: float) -> str:
     return f"{int(seconds // 86400)}d ago"
 
 
-def _tokens(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return str(n)
-
-
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A table of session views (:func:`contextd.views.session_view` dicts)."""
     now = time.time()
@@ -132,42 +130,14 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         last = datetime.fromisoformat(r["last_activity"]).timestamp()
         lines.append((
             r["session_id"][:8], (r["project"] or "-")[:24], (r["model"] or "-")[:26],
-            f"{_tokens(r['context_tokens'])}/{_tokens(r['context_window'])}",
+            f"{tokens_text(r['context_tokens'])}/{tokens_text(r['context_window'])}",
             f"{r['context_percent']:.1f}", r["threshold_state"].upper(), str(r["checkpoints"]),
-            _tokens(r["tokens_saved"]), _tokens(r["tokens"]["total"]), r["status"],
+            tokens_text(r["tokens_saved"]), tokens_text(r["tokens"]["total"]), r["status"],
             _ago(max(0.0, now - last)),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip
-
-
-def daemon_get(socket_path: Path, path: str, timeout: float = 5.0) -> Any:
-    """GET ``path`` from the daemon over its unix socket; the decoded JSON."""
-    conn = _UnixConnection(socket_path, timeout)
-    try:
-        conn.request("GET", path, headers={"Host": "localhost"})
-        response = conn.getresponse()
-        body = response.read()
-    except OSError as exc:
-        raise ContextdError(f"cannot reach the daemon at {socket_path}: {exc}") from None
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise ContextdError(f"the daemon answered {response.status} for {path}")
-    return orjson.loads(body)
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(str(self._path))
-        self.sock = sock
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -272,8 +242,25 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from contextd.monitor import command, text  # noqa: PLC0415 (only this command needs it)
+
+    opts = command.options(_settings(args), prometheus=args.prometheus, daemon=args.daemon,
+                           refresh=args.refresh)  # fmt: skip
+    if args.json and not args.once:
+        raise ConfigError("--json: only with --once")
+    if not args.once:
+        return command.run_ui(opts)
+    snap = command.source(opts).snapshot()
+    if args.json:
+        _write(snap.as_json())
+    else:
+        sys.stdout.write(text.plain(snap))
+    return 1 if snap.source is command.SourceKind.NONE else 0
+
+
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
-             "mcp": _cmd_mcp, "stack": _cmd_stack}  # fmt: skip
+             "mcp": _cmd_mcp, "monitor": _cmd_monitor, "stack": _cmd_stack}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,9 @@ key                 environment                meaning
 ``max_series``      ``CONTEXTD_MAX_SERIES``    per-session metric series cap (default 500)
 ``tick_interval``   ``CONTEXTD_TICK_INTERVAL`` seconds between idle/expiry checks
 ``rescan_interval`` ``CONTEXTD_RESCAN_INTERVAL`` seconds between full transcript rescans
+``prometheus_url``  ``CONTEXTD_PROMETHEUS_URL`` PromQL backend of ``contextd monitor``
+                                               (default VictoriaMetrics, 127.0.0.1:8428)
+``monitor_refresh`` ``CONTEXTD_MONITOR_REFRESH`` seconds between two monitor refreshes (5)
 ==================  =========================  ==========================================
 """
 
@@ -73,6 +76,8 @@ class Settings:
     max_series: int = 500
     tick_interval: float = 5.0
     rescan_interval: float = 60.0
+    prometheus_url: str = "http://127.0.0.1:8428"
+    monitor_refresh: float = 5.0
 
     @property
     def loopback(self) -> bool:
@@ -129,7 +134,7 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "db": _path, "config_dirs": _strings, "max_line_bytes": _int, "host": _text,
     "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
-    "rescan_interval": _float,
+    "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,

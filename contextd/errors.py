@@ -8,8 +8,12 @@
     ├── StoreError                the SQLite store cannot be opened, migrated or written
     │   ├── SchemaVersionError    the database was written by a newer contextd
     │   └── StoreLockedError      another process (the daemon) is the database's writer
-    └── TranscriptError           a transcript file cannot be read (not: a bad line, which is
-                                  counted and skipped, never raised)
+    ├── TranscriptError           a transcript file cannot be read (not: a bad line, which is
+    │                             counted and skipped, never raised)
+    └── SourceError               a data source of a client (PromQL backend, the daemon's API)
+        ├── SourceUnreachableError    nothing answers: refused, no socket, timeout, DNS
+        └── QueryError                it answered, but with an error (bad PromQL, 4xx/5xx,
+                                      a body that is not what the API promises)
 
 Library code raises these; only ``contextd.cli`` turns them into messages and exit codes.
 """
@@ -43,3 +47,15 @@ class StoreLockedError(StoreError):
 
 class TranscriptError(ContextdError):
     """A transcript file cannot be opened or read."""
+
+
+class SourceError(ContextdError):
+    """A data source a client reads (a PromQL backend, the daemon's JSON API) failed."""
+
+
+class SourceUnreachableError(SourceError):
+    """Nothing answered at the source's address (refused, no socket, timed out)."""
+
+
+class QueryError(SourceError):
+    """The source answered, but with an error or with a body the API does not promise."""

@@ -19,6 +19,15 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def tokens_text(n: float) -> str:
+    """A token count for people: ``1.2M``, ``190.0k``, ``950`` (tables, the monitor)."""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return f"{n:.0f}"
+
+
 def threshold_state(snap: SessionSnapshot, config: EngineConfig) -> str:
     """``ok``, ``warning`` (at or above the first threshold) or ``critical`` (the second)."""
     if snap.percent >= config.critical_percent:

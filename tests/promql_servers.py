@@ -67,17 +67,17 @@ class PromQLError(RuntimeError):
     """A server refused a request or answered something that is not a PromQL success."""
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, packages: str = "victoria-metrics and prometheus") -> str:
     """The path of ``name``; skip the test when it is absent, fail instead when ``CI`` is set."""
     path = shutil.which(name)
     if path is not None:
         return path
     reason = (
-        f"{name!r} is not on PATH; install the Debian packages victoria-metrics and prometheus "
+        f"{name!r} is not on PATH; install the Debian packages {packages} "
         "(scripts/bootstrap does it)"
     )
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{reason}; CI is set, so a missing PromQL backend is a failure")
+        pytest.fail(f"{reason}; CI is set, so a missing binary is a failure")
     pytest.skip(reason)
 
 
