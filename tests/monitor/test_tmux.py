@@ -60,10 +60,15 @@ def test_monitor_in_tmux_shows_the_fullest_session_first_and_quits_on_q(
             tmux("set-option", "-t", SESSION, "remain-on-exit", "on")
             projects = [daemon.project(p) for p in (daemon.SESSIONS[1], daemon.SESSIONS[2],
                                                     daemon.SESSIONS[0])]  # fmt: skip
-            tmux.wait(lambda: all(p in tmux.screen() for p in projects),
-                      "the monitor never showed the three sessions")  # fmt: skip
+            health = f"VictoriaMetrics {vm.url} · 3 active sessions"
+
+            def drawn() -> bool:  # the whole first view, not a frame caught mid-render
+                screen = tmux.screen()
+                return health in screen and all(p in screen for p in projects)
+
+            tmux.wait(drawn, "the monitor never showed the three sessions")
             screen = tmux.screen()
-            assert f"VictoriaMetrics {vm.url} · 3 active sessions" in screen
+            assert health in screen
             rows = [line for line in screen.splitlines() if any(p in line for p in projects)]
             assert [next(p for p in projects if p in row) for row in rows] == projects
             assert rows[0].split()[0] == "CRITICAL"
