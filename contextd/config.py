@@ -24,6 +24,8 @@ key                 environment                meaning
 ``max_series``      ``CONTEXTD_MAX_SERIES``    per-session metric series cap (default 500)
 ``tick_interval``   ``CONTEXTD_TICK_INTERVAL`` seconds between idle/expiry checks
 ``rescan_interval`` ``CONTEXTD_RESCAN_INTERVAL`` seconds between full transcript rescans
+``pricing``         ``CONTEXTD_PRICING``       LiteLLM-format price file over the bundled table
+``usage_interval``  ``CONTEXTD_USAGE_INTERVAL`` seconds between usage (cost, block) refreshes
 ==================  =========================  ==========================================
 """
 
@@ -73,6 +75,8 @@ class Settings:
     max_series: int = 500
     tick_interval: float = 5.0
     rescan_interval: float = 60.0
+    pricing: Path | None = None
+    usage_interval: float = 2.0
 
     @property
     def loopback(self) -> bool:
@@ -129,7 +133,7 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "db": _path, "config_dirs": _strings, "max_line_bytes": _int, "host": _text,
     "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
-    "rescan_interval": _float,
+    "rescan_interval": _float, "pricing": _path, "usage_interval": _float,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,
