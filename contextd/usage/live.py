@@ -146,7 +146,11 @@ def render(view: Mapping[str, Any], *, source: str = "transcripts", compact: boo
         for i, warning in enumerate(warnings):
             if i:
                 text.append("\n")
-            text.append(str(warning["message"]), style=_LEVEL_STYLE.get(warning["level"], ""))
+            message = str(warning["message"])
+            name = warning.get("project")
+            if isinstance(name, str):
+                message = message.replace(name, shorten(name))
+            text.append(message, style=_LEVEL_STYLE.get(warning["level"], ""))
         parts.append(Panel(text, title="warnings", title_align="left"))
     return Group(*parts)
 

@@ -476,7 +476,7 @@ def _fill_breakdown(
             "models": sorted({n for i in group if (n := i.entry.model_name) is not None}),
         }
         sessions.append(row)
-        if 0 <= now_ms - first_seen[key] < options.new_session_ms:
+        if now_ms - first_seen[key] < options.new_session_ms:  # a skewed clock: < 0
             warnings.append(
                 _warning(
                     "new_session",
