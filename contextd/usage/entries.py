@@ -39,22 +39,20 @@ import orjson
 
 SYNTHETIC_MODEL = "<synthetic>"
 USAGE_MARK = b'"usage":{'
-NULL_KEYS: tuple[bytes, ...] = tuple(
-    f'"{key}":null'.encode()
-    for key in (
-        "id",
-        "cwd",
-        "model",
-        "speed",
-        "costUSD",
-        "version",
-        "sessionId",
-        "requestId",
-        "isApiErrorMessage",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    )
+NULL_KEYS = (
+    "id",
+    "cwd",
+    "model",
+    "speed",
+    "costUSD",
+    "version",
+    "sessionId",
+    "requestId",
+    "isApiErrorMessage",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
 )
+_NULL_KEY = re.compile(b'"(?:' + "|".join(NULL_KEYS).encode() + b')":null')
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -163,13 +161,12 @@ def _nonempty(value: object) -> bool:
     return value is None or (isinstance(value, str) and value != "")
 
 
-def parse_entry(raw: bytes, location: Location) -> UsageEntry | None:  # noqa: PLR0912
+def parse_entry(raw: bytes, location: Location) -> UsageEntry | None:
     """The usage entry of one transcript line, or None when the line does not count."""
     if USAGE_MARK not in raw:
         return None
-    for needle in NULL_KEYS:
-        if needle in raw:
-            return None
+    if _NULL_KEY.search(raw):
+        return None
     try:
         line = orjson.loads(raw)
     except orjson.JSONDecodeError:
