@@ -1,5 +1,8 @@
 """Per-session and per-day usage: contextd against ccusage 20.0.24, on one corpus.
 
+Also the 5-hour blocks (``claude blocks --json``): every block and gap keyed by its start — end,
+last activity, entry count, tokens by type exactly, models, and cost within $0.000001.
+
 Usage::
 
     python bench/compare_ccusage.py [--corpus DIR | --sessions 20 --target-bytes 20e6 --seed 1]
@@ -34,7 +37,7 @@ from typing import Any
 
 from contextd.usage.entries import DedupMode
 from contextd.usage.pricing import CostMode
-from contextd.usage.report import UsageOptions, daily_report, session_report
+from contextd.usage.report import UsageOptions, blocks_report, daily_report, session_report
 from contextd.usage.service import UsageService
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +101,39 @@ def _diff_row(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, o
     return diff
 
 
+def _block_diffs(ours: list[Any], theirs: list[Any]) -> list[dict[str, object]]:
+    """Blocks and gaps keyed by (start, gap): end, last activity, entries, tokens, cost."""
+    diffs: list[dict[str, object]] = []
+    ours_by_key = {(b["start"], b["gap"]): b for b in ours}
+    theirs_by_key = {(b["startTime"], b["isGap"]): b for b in theirs}
+    for key in sorted(ours_by_key.keys() | theirs_by_key.keys()):
+        mine, their = ours_by_key.get(key), theirs_by_key.get(key)
+        if mine is None or their is None:
+            diffs.append({"block": key, "missing_in": "contextd" if mine is None else "ccusage"})
+            continue
+        counts = their["tokenCounts"]
+        pairs = {
+            "end": (mine["end"], their["endTime"]),
+            "last_activity": (mine["last_activity"], their["actualEndTime"]),
+            "entries": (mine["entries"], their["entries"]),
+            "input": (mine["tokens"]["input"], counts["inputTokens"]),
+            "output": (mine["tokens"]["output"], counts["outputTokens"]),
+            "cache_creation": (
+                mine["tokens"]["cache_creation"],
+                counts["cacheCreationInputTokens"],
+            ),
+            "cache_read": (mine["tokens"]["cache_read"], counts["cacheReadInputTokens"]),
+            "total": (mine["tokens"]["total"], their["totalTokens"]),
+            "models": (sorted(mine["models"]), sorted(their["models"])),
+        }
+        diff: dict[str, object] = {k: v for k, v in pairs.items() if v[0] != v[1]}
+        if not _cost_close(mine["cost_usd"], their["costUSD"]):
+            diff["cost"] = (mine["cost_usd"], their["costUSD"])
+        if diff:
+            diffs.append({"block": key, **diff})
+    return diffs
+
+
 def compare(corpus: Path, binary: Path, mode: str = "auto") -> dict[str, Any]:
     """Run both tools on ``corpus``; the differences and the figures compared."""
     started = time.perf_counter()
@@ -107,8 +143,10 @@ def compare(corpus: Path, binary: Path, mode: str = "auto") -> dict[str, Any]:
     sessions = session_report(service.reader.entries(), service.table, options)
     daily = daily_report(service.reader.entries(DedupMode.DAILY), service.table, options)
     ours_seconds = time.perf_counter() - started
+    blocks = blocks_report(service.reader.entries(), service.table, options, service.now_ms())
     their_sessions = run_ccusage(binary, corpus, "session", mode)
     their_daily = run_ccusage(binary, corpus, "daily", mode)
+    their_blocks = run_ccusage(binary, corpus, "blocks", mode)
     diffs: list[dict[str, object]] = []
 
     ours_by_key = {(r["project_dir"], r["session_id"]): r for r in sessions["sessions"]}
@@ -135,12 +173,14 @@ def compare(corpus: Path, binary: Path, mode: str = "auto") -> dict[str, Any]:
         diff = _diff_row(ours, theirs)
         if diff:
             diffs.append({"day": day, **diff})
+    diffs += _block_diffs(blocks["blocks"], their_blocks["blocks"])
     totals = sessions["totals"]
     return {
         "corpus": str(corpus),
         "mode": mode,
         "sessions": len(theirs_by_key),
         "days": len(theirs_days),
+        "blocks": len(their_blocks["blocks"]),
         "differences": diffs,
         "tokens_total": totals["tokens"]["total"],
         "cost_contextd": totals["cost_usd"],
@@ -181,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     for diff in result["differences"][:20]:
         print("DIFF", diff)
     print(
-        f"{result['sessions']} sessions, {result['days']} days: "
+        f"{result['sessions']} sessions, {result['days']} days, {result['blocks']} blocks: "
         f"{len(result['differences'])} differ (tokens exact, cost within $0.000001); "
         f"total {result['tokens_total']:,} tokens, "
         f"cost contextd ${result['cost_contextd'] or 0:.6f} "

@@ -75,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _usage_arguments(usage: argparse.ArgumentParser) -> None:
-    """``contextd usage [live|daily|session]``; values are checked by contextd.usage.options."""
+    """``contextd usage [live|daily|session|blocks]``; values are checked by
+    contextd.usage.options."""
     usage.add_argument(
         "report",
         nargs="?",
         default="live",
-        choices=["live", "daily", "session"],
-        help="live view (default), or a per-day or per-session report",
+        choices=["live", "daily", "session", "blocks"],
+        help="live view (default), or a per-day, per-session or per-block report",
     )
     add = usage.add_argument
     add("--refresh-interval", default="2", metavar="SECONDS", help="live view refresh (2)")

@@ -7,9 +7,9 @@ Blocks (the rules ccusage uses for ``blocks``):
 * A block starts at its first entry's time **floored to the hour** and lasts the session
   duration (5 h by default). An entry starts a new block when it falls more than one
   duration after the block's start, or more than one duration after the previous entry.
-* When the idle time between two entries exceeds the duration, a **gap** block covers the
-  time from the end of the earlier block to the start of the next one (no entries, no
-  tokens). Blocks and gaps therefore never overlap.
+* When the idle time between two entries exceeds the duration, a **gap** block (no entries,
+  no tokens) runs from the earlier entry plus one duration to the later entry, as ccusage
+  reports it (it overlaps the next block, which starts at the later entry's hour).
 * A block is **active** at ``now`` when ``now`` is before its end and its last entry is less
   than one duration before ``now``.
 * Any number of sessions and projects may contribute to one block: blocks are per machine
@@ -111,9 +111,8 @@ def identify_blocks(items: Sequence[Priced], duration_ms: int = DEFAULT_DURATION
                 current.append(item)
                 continue
             blocks.append(Block(start, start + duration_ms, tuple(current)))
-            next_start = floor_hour(at)
-            if at - last > duration_ms and next_start > start + duration_ms:
-                blocks.append(Block(start + duration_ms, next_start, (), gap=True))
+            if at - last > duration_ms:
+                blocks.append(Block(last + duration_ms, at, (), gap=True))
         start = floor_hour(at)
         current = [item]
     if current:

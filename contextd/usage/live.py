@@ -171,35 +171,35 @@ class LiveUsage:
         return render(self.view, source=self.source, compact=self.compact)
 
 
+def _lead(kind: str, row: Mapping[str, Any]) -> list[str]:
+    if row.get("is_total"):
+        return ["total"] + [""] * (len(_LEADS[kind]) - 1)
+    if kind == "daily":
+        return [row["date"]]
+    if kind == "session":
+        return [row["session_id"][:8], shorten(row["project"]), day_clock(row["last_activity"])]
+    state = "gap" if row["gap"] else "active" if row["active"] else ""
+    return [day_clock(row["start"]), state]
+
+
+_LEADS = {"daily": ["DATE"], "session": ["SESSION", "PROJECT", "LAST"], "blocks": ["START", ""]}
+
+
 def report_table(kind: str, report: Mapping[str, Any]) -> Table:
-    """The ``daily`` or ``session`` report (:mod:`contextd.usage.report`) as a table."""
-    rows = report["daily"] if kind == "daily" else report["sessions"]
-    first = ["DATE"] if kind == "daily" else ["SESSION", "PROJECT", "LAST"]
+    """The ``daily``, ``session`` or ``blocks`` report (:mod:`contextd.usage.report`)."""
+    rows = report[{"daily": "daily", "session": "sessions", "blocks": "blocks"}[kind]]
     table = Table(box=None, header_style="bold")
-    for col in [*first, "INPUT", "OUTPUT", "CACHE W", "CACHE R", "TOTAL", "COST", "MODELS"]:
-        left = col in ("DATE", "SESSION", "PROJECT", "MODELS")
+    lead = _LEADS[kind]
+    for col in [*lead, "INPUT", "OUTPUT", "CACHE W", "CACHE R", "TOTAL", "COST", "MODELS"]:
+        left = col in (*lead, "MODELS")
         table.add_column(col, justify="left" if left else "right", no_wrap=col != "MODELS")
-    for row in [
-        *rows,
-        {
-            **report["totals"],
-            "models": [],
-            "date": "total",
-            "session_id": "total",
-            "project": "",
-            "last_activity": None,
-        },
-    ]:
+    for row in [*rows, {**report["totals"], "models": [], "is_total": True}]:
         t = row["tokens"]
-        lead = (
-            [row["date"]]
-            if kind == "daily"
-            else [row["session_id"][:8], shorten(row["project"]), day_clock(row["last_activity"])]
-        )
         cost = money(row["cost_usd"]) + ("" if row["cost_complete"] else "+?")
-        models = ", ".join(m["model"].removeprefix("claude-") for m in row["models"])
+        names = [m if isinstance(m, str) else m["model"] for m in row["models"]]
+        models = ", ".join(n.removeprefix("claude-") for n in names)
         table.add_row(
-            *lead,
+            *_lead(kind, row),
             tokens(t["input"]),
             tokens(t["output"]),
             tokens(t["cache_creation"]),

@@ -1,7 +1,8 @@
 """``contextd usage`` options and ``GET /api/usage`` query parameters → :class:`UsageOptions`.
 
 One parser for both, so the CLI and the daemon accept and refuse the same values. Keys (the
-CLI spells them with dashes): ``report`` (live|daily|session), ``mode`` (auto|calculate|display),
+CLI spells them with dashes): ``report`` (live|daily|session|blocks), ``mode``
+(auto|calculate|display),
 ``token_limit`` (a positive integer, or ``max``: the most tokens an earlier block used),
 ``cost_threshold`` (US dollars), ``session_duration`` (hours, default 5), ``burn_window``
 (minutes, default 10), ``projects`` and ``exclude`` (comma-separated names or directories),
@@ -39,7 +40,7 @@ KEYS = (
 
 KEYS = ("report", "mode", "token_limit", "cost_threshold", "session_duration", "burn_window",
         "projects", "exclude", "since", "until", "timezone")  # fmt: skip
-REPORTS = ("live", "daily", "session")
+REPORTS = ("live", "daily", "session", "blocks")
 _DATE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
 
 

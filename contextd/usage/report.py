@@ -234,6 +234,19 @@ def daily_report(
     return {"daily": rows, "totals": _group_json(grand)}
 
 
+def blocks_report(
+    entries: Sequence[UsageEntry], table: PriceTable, options: UsageOptions, now_ms: int
+) -> JsonDict:
+    """Every 5-hour block and gap (ccusage's ``blocks``), oldest first."""
+    items = price_all(select(entries, options), table, options.mode)
+    duration = options.session_duration_ms
+    blocks = identify_blocks(items, duration)
+    return {
+        "blocks": [_block_summary(b, now_ms, duration) for b in blocks],
+        "totals": _group_json(Totals.of(items)),
+    }
+
+
 # -- the live view ----------------------------------------------------------------------------
 
 

@@ -17,9 +17,14 @@ from contextd.usage.entries import DedupMode
 from contextd.usage.gauges import UsageMetrics, usage_metrics
 from contextd.usage.pricing import PriceTable
 from contextd.usage.reader import UsageReader
-from contextd.usage.report import JsonDict, UsageOptions, daily_report, live_view, session_report
-
-REPORTS = ("live", "daily", "session")
+from contextd.usage.report import (
+    JsonDict,
+    UsageOptions,
+    blocks_report,
+    daily_report,
+    live_view,
+    session_report,
+)
 
 
 def bundled_prices() -> PriceTable:
@@ -61,14 +66,14 @@ class UsageService:
         return int(self.clock() * 1000)
 
     def report(self, kind: str, options: UsageOptions) -> JsonDict:
-        """``live``, ``daily`` or ``session`` (see :mod:`contextd.usage.report`)."""
+        """``live``, ``daily``, ``session`` or ``blocks`` (see :mod:`contextd.usage.report`)."""
         if kind == "daily":
             return daily_report(self.reader.entries(DedupMode.DAILY), self.table, options)
         if kind == "session":
             return session_report(self.reader.entries(), self.table, options)
-        if kind == "live":
-            return live_view(self.reader.entries(), self.table, options, self.now_ms())
-        raise ConfigError(f"report: expected one of {', '.join(REPORTS)}, got {kind!r}")
+        if kind == "blocks":
+            return blocks_report(self.reader.entries(), self.table, options, self.now_ms())
+        return live_view(self.reader.entries(), self.table, options, self.now_ms())
 
     def metrics(self, live_sessions: Collection[str], options: UsageOptions) -> UsageMetrics:
         return usage_metrics(

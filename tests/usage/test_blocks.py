@@ -167,9 +167,10 @@ def test_a_gap_longer_than_the_block() -> None:
     # 10:17, then 16:30 (6 h 13 min later).
     first, second = entry(at(17), out=1), entry(at(390), out=2)
     blocks = identify_blocks(priced(second, first))
+    # The gap runs from the last activity + 5 h (15:17) to the next activity (16:30).
     assert [(clock(b.start_ms), clock(b.end_ms), b.gap) for b in blocks] == [
         ("10:00", "15:00", False),
-        ("15:00", "16:00", True),
+        ("15:17", "16:30", True),
         ("16:00", "21:00", False),
     ]
     assert blocks[1].totals().total == 0

@@ -1,5 +1,5 @@
-"""Acceptance: per-session and per-day tokens equal ccusage 20.0.24's exactly, costs within
-$0.000001, on a generated corpus and on the real samples.
+"""Acceptance: per-session, per-day and per-block tokens equal ccusage 20.0.24's exactly, costs
+within $0.000001, on a generated corpus and on the real samples.
 
 Runs ``bench/compare_ccusage.py``'s comparison against the pinned ccusage binary that
 ``scripts/bootstrap`` installs into ``.tools/ccusage``; skipped only when that binary is absent.
@@ -57,6 +57,7 @@ def test_a_generated_corpus_matches_ccusage(ccusage: Path, corpus: Path, mode: s
     assert result["differences"] == []
     assert result["sessions"] >= 10
     assert result["days"] >= 5
+    assert result["blocks"] >= 10  # 5-hour blocks and gaps, compared one by one
     assert result["cost_contextd"] == pytest.approx(result["cost_ccusage"], abs=1e-6)
 
 

@@ -160,6 +160,9 @@ def test_usage_reports(capsys: pytest.CaptureFixture[str], tmp_path: Path, live_
     assert code == 0
     assert "total" in out
     assert "+?" in out  # an incomplete cost is marked
+    code, out, _ = run(capsys, tmp_path, live_root, "blocks")
+    assert code == 0
+    assert "active" in out
     code, out, _ = run(capsys, tmp_path, live_root, "--compact")
     assert code == 0
     assert "web" in out

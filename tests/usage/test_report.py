@@ -11,7 +11,13 @@ import pytest
 from contextd.errors import OptionError
 from contextd.usage.options import parse_options, parse_report
 from contextd.usage.pricing import CostMode
-from contextd.usage.report import UsageOptions, daily_report, live_view, session_report
+from contextd.usage.report import (
+    UsageOptions,
+    blocks_report,
+    daily_report,
+    live_view,
+    session_report,
+)
 from contextd.usage.service import bundled_prices
 from tests.usage.lines import HOUR, T0_MS, entry
 
@@ -110,11 +116,21 @@ def test_project_filters_match_names_or_directories() -> None:
 
 
 def test_options_parse_the_cli_and_query_spellings() -> None:
-    options = parse_options({
-        "mode": "calculate", "token_limit": "500000", "cost_threshold": "12.5",
-        "session_duration": "2.5", "burn_window": "3", "projects": "a, b", "exclude": "c",
-        "since": "20260301", "until": "2026-03-05", "timezone": "Europe/Berlin", "report": "x",
-    })  # fmt: skip
+    options = parse_options(
+        {
+            "mode": "calculate",
+            "token_limit": "500000",
+            "cost_threshold": "12.5",
+            "session_duration": "2.5",
+            "burn_window": "3",
+            "projects": "a, b",
+            "exclude": "c",
+            "since": "20260301",
+            "until": "2026-03-05",
+            "timezone": "Europe/Berlin",
+            "report": "x",
+        }
+    )
     assert options.mode is CostMode.CALCULATE
     assert (options.token_limit, options.cost_threshold) == (500_000, Decimal("12.5"))
     assert (options.session_duration_ms, options.burn_window_ms) == (9_000_000, 180_000)
@@ -155,3 +171,32 @@ def test_reports_are_live_daily_or_session() -> None:
     assert parse_report("daily") == "daily"
     with pytest.raises(OptionError, match="report"):
         parse_report("weekly")
+
+
+def test_the_blocks_report_lists_blocks_and_gaps_with_totals() -> None:
+    # 10:00 and 10:30, then 17:00 (6 h 30 min after 10:30 → a gap from 15:30 to 17:00).
+    entries = [
+        entry(T0_MS, out=1_000_000),
+        entry(T0_MS + HOUR // 2, out=10),
+        entry(T0_MS + 7 * HOUR, out=5, model="claude-foo-9"),
+    ]
+    report = blocks_report(entries, TABLE, UsageOptions(), T0_MS + 7 * HOUR + 60_000)
+    rows = [
+        (
+            b["start"][11:16],
+            b["end"][11:16],
+            b["gap"],
+            b["active"],
+            b["entries"],
+            b["tokens"]["total"],
+            b["cost_usd"],
+        )
+        for b in report["blocks"]
+    ]
+    assert rows == [
+        ("10:00", "15:00", False, False, 2, 1_000_010, 25.00025),
+        ("15:30", "17:00", True, False, 0, 0, 0.0),
+        ("17:00", "22:00", False, True, 1, 5, None),
+    ]
+    assert report["totals"]["tokens"]["total"] == 1_000_015
+    assert report["totals"]["unpriced_models"] == ["claude-foo-9"]
