@@ -76,7 +76,7 @@ class Settings:
     tick_interval: float = 5.0
     rescan_interval: float = 60.0
     pricing: Path | None = None
-    usage_interval: float = 2.0
+    usage_interval: float = 5.0
 
     @property
     def loopback(self) -> bool:

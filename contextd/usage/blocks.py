@@ -95,29 +95,43 @@ def floor_hour(at_ms: int) -> int:
     return at_ms - at_ms % HOUR_MS
 
 
-def identify_blocks(items: Sequence[Priced], duration_ms: int = DEFAULT_DURATION_MS) -> list[Block]:
-    """Blocks and gaps of ``items`` (any order), oldest first."""
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A block or gap as a range ``[lo, hi)`` of time-ordered entries."""
+
+    start_ms: int
+    end_ms: int
+    lo: int
+    hi: int
+    gap: bool = False
+
+
+def spans(ordered_ms: Sequence[int], duration_ms: int = DEFAULT_DURATION_MS) -> list[Span]:
+    """Blocks and gaps of sorted timestamps (the rules of the module docstring)."""
     if duration_ms <= 0:
         raise ValueError("the session duration must be positive")
-    ordered = sorted(items, key=lambda p: p.entry.at_ms)
-    blocks: list[Block] = []
-    current: list[Priced] = []
-    start = 0
-    for item in ordered:
-        at = item.entry.at_ms
-        if current:
-            last = current[-1].entry.at_ms
+    out: list[Span] = []
+    start = lo = 0
+    last = None
+    for i, at in enumerate(ordered_ms):
+        if last is not None:
             if at - start <= duration_ms and at - last <= duration_ms:
-                current.append(item)
+                last = at
                 continue
-            blocks.append(Block(start, start + duration_ms, tuple(current)))
+            out.append(Span(start, start + duration_ms, lo, i))
             if at - last > duration_ms:
-                blocks.append(Block(last + duration_ms, at, (), gap=True))
-        start = floor_hour(at)
-        current = [item]
-    if current:
-        blocks.append(Block(start, start + duration_ms, tuple(current)))
-    return blocks
+                out.append(Span(last + duration_ms, at, i, i, gap=True))
+        start, lo, last = floor_hour(at), i, at
+    if last is not None:
+        out.append(Span(start, start + duration_ms, lo, len(ordered_ms)))
+    return out
+
+
+def identify_blocks(items: Sequence[Priced], duration_ms: int = DEFAULT_DURATION_MS) -> list[Block]:
+    """Blocks and gaps of ``items`` (any order), oldest first."""
+    ordered = sorted(items, key=lambda p: p.entry.at_ms)
+    found = spans([p.entry.at_ms for p in ordered], duration_ms)
+    return [Block(s.start_ms, s.end_ms, tuple(ordered[s.lo : s.hi]), s.gap) for s in found]
 
 
 def active_block(
@@ -227,8 +241,3 @@ def limit_status(
         exceeded_at_ms=crossed,
         eta_ms=eta,
     )
-
-
-def max_block_tokens(blocks: Sequence[Block]) -> int:
-    """The most tokens any of ``blocks`` used: ``--token-limit max`` (over the earlier ones)."""
-    return max((b.totals().total for b in blocks if not b.gap), default=0)

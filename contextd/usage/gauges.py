@@ -15,7 +15,7 @@ from types import MappingProxyType
 from contextd.usage.blocks import burn_rate, limit_status, project
 from contextd.usage.entries import UsageEntry
 from contextd.usage.pricing import ZERO, PriceTable, entry_cost
-from contextd.usage.report import UsageOptions, blocks_of, select
+from contextd.usage.report import Timeline, UsageOptions, select
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,9 @@ def usage_metrics(
         if e.session_id in live:
             cost = entry_cost(e, table, options.mode)
             costs[e.session_id] = costs.get(e.session_id, ZERO) + (cost or ZERO)
-    _, block = blocks_of(select(entries, options), table, options, now_ms)
+    timeline = Timeline(select(entries, options), options)
+    span = timeline.active(now_ms)
+    block = timeline.block(span, table, options.mode) if span is not None else None
     gauges = None
     if block is not None:
         totals = block.totals()

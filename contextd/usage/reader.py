@@ -71,6 +71,8 @@ class UsageReader:
         key = str(path)
         offset = self._offsets.get(key, 0)
         try:
+            if os.stat(path).st_size == offset:
+                return 0  # nothing new: no open, no read
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size == offset:

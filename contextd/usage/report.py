@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from contextd.sessions import project_name
@@ -34,12 +35,12 @@ from contextd.usage.blocks import (
     BurnRate,
     BurnThresholds,
     Severity,
-    active_block,
+    Span,
     burn_rate,
     identify_blocks,
     limit_status,
-    max_block_tokens,
     project,
+    spans,
 )
 from contextd.usage.entries import UsageEntry, iso_ms
 from contextd.usage.pricing import CostMode, PriceTable, entry_cost
@@ -136,6 +137,8 @@ def select(
     entries: Sequence[UsageEntry], options: UsageOptions, projects: Projects | None = None
 ) -> list[UsageEntry]:
     """The entries the options' project and date filters keep."""
+    if not (options.projects or options.exclude or options.since or options.until):
+        return list(entries)
     projects = projects if projects is not None else Projects(entries)
     out = []
     for e in entries:
@@ -250,10 +253,6 @@ def blocks_report(
 # -- the live view ----------------------------------------------------------------------------
 
 
-def block_start(block: Block | None) -> int | None:
-    return block.start_ms if block is not None else None
-
-
 def _rate_json(rate: BurnRate) -> JsonDict:
     return {
         "tokens_per_minute": round(rate.tokens_per_minute, 3),
@@ -295,21 +294,39 @@ def _block_summary(block: Block, now_ms: int, duration_ms: int) -> JsonDict:
     }
 
 
-def _priced(block: Block, table: PriceTable, mode: CostMode) -> Block:
-    return replace(
-        block,
-        entries=tuple(Priced(i.entry, entry_cost(i.entry, table, mode)) for i in block.entries),
-    )
+class Timeline:
+    """Entries in time order cut into blocks and gaps; only the blocks asked for are built
+    (and priced), so a long history costs a sort, not a block object per entry."""
 
+    def __init__(self, entries: Sequence[UsageEntry], options: UsageOptions) -> None:
+        self.entries = sorted(entries, key=attrgetter("at_ms"))
+        self.duration = options.session_duration_ms
+        self.spans = spans([e.at_ms for e in self.entries], self.duration)
 
-def blocks_of(
-    chosen: Sequence[UsageEntry], table: PriceTable, options: UsageOptions, now_ms: int
-) -> tuple[list[Block], Block | None]:
-    """All blocks of ``chosen`` (unpriced) and the active one at ``now_ms`` (priced)."""
-    duration = options.session_duration_ms
-    blocks = identify_blocks([Priced(e, None) for e in chosen], duration)
-    active = active_block(blocks, now_ms, duration)
-    return blocks, (_priced(active, table, options.mode) if active is not None else None)
+    def block(self, span: Span, table: PriceTable, mode: CostMode) -> Block:
+        items = tuple(
+            Priced(e, entry_cost(e, table, mode)) for e in self.entries[span.lo : span.hi]
+        )
+        return Block(span.start_ms, span.end_ms, items, span.gap)
+
+    def active(self, now_ms: int) -> Span | None:
+        for span in reversed(self.spans):
+            if not span.gap:
+                last = self.entries[span.hi - 1].at_ms
+                return span if now_ms < span.end_ms and now_ms - last < self.duration else None
+        return None
+
+    def max_tokens(self, exclude: Span | None) -> int:
+        """The most tokens any block but ``exclude`` used (``--token-limit max``)."""
+        entries = self.entries
+        return max(
+            (
+                sum(e.total for e in entries[s.lo : s.hi])
+                for s in self.spans
+                if not s.gap and s is not exclude
+            ),
+            default=0,
+        )
 
 
 def _warning(kind: str, level: str, message: str, **extra: object) -> JsonDict:
@@ -320,14 +337,17 @@ def live_view(
     entries: Sequence[UsageEntry], table: PriceTable, options: UsageOptions, now_ms: int
 ) -> JsonDict:
     """The combined, per-project and per-session usage of the active block at ``now_ms``."""
-    projects = Projects(entries)
+    filtered = bool(options.projects or options.exclude)
+    projects = Projects(entries) if filtered else None
     chosen = select(entries, options, projects)
     duration = options.session_duration_ms
-    blocks, active = blocks_of(chosen, table, options, now_ms)
-    recent = [_priced(b, table, options.mode) for b in blocks[-RECENT_BLOCKS:]]
+    timeline = Timeline(chosen, options)
+    span = timeline.active(now_ms)
+    recent = [timeline.block(s, table, options.mode) for s in timeline.spans[-RECENT_BLOCKS:]]
+    active = timeline.block(span, table, options.mode) if span is not None else None
     limit = options.token_limit
     if options.token_limit_max:
-        limit = max_block_tokens([b for b in blocks if b.start_ms != block_start(active)]) or None
+        limit = timeline.max_tokens(span) or None
     view: JsonDict = {
         "generated_at": iso_ms(now_ms),
         "options": {
@@ -352,6 +372,8 @@ def live_view(
         "warnings": [],
     }
     if active is not None:
+        if projects is None:  # named from the sessions on show only
+            projects = Projects([i.entry for i in active.entries])
         _fill_active(
             view,
             active,

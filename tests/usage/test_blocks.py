@@ -17,7 +17,6 @@ from contextd.usage.blocks import (
     burn_rate,
     identify_blocks,
     limit_status,
-    max_block_tokens,
     project,
 )
 from contextd.usage.entries import iso_ms, timestamp_ms
@@ -174,7 +173,10 @@ def test_a_gap_longer_than_the_block() -> None:
         ("16:00", "21:00", False),
     ]
     assert blocks[1].totals().total == 0
-    assert max_block_tokens(blocks) == 2
+    # --token-limit max: the most tokens an earlier block used (1 here), in the 16:00 block.
+    view = _view([first, second, entry(at(400), out=5)], at(401), token_limit_max=True)
+    assert view["options"]["token_limit"] == 1
+    assert view["block"]["limit"]["exceeded"] is True
 
 
 def test_a_block_ends_five_hours_after_its_start_even_without_a_gap() -> None:
