@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,13 @@ CCUSAGE_VERSION = "20.0.24"
 _BINARY = "node_modules/@ccusage/ccusage-linux-x64/bin/ccusage"
 CANDIDATES = (ROOT / ".tools/ccusage" / _BINARY, Path("/work/tools/ccusage") / _BINARY)
 TOLERANCE = Decimal("0.000001")
-_TOKENS = (("input", "inputTokens"), ("output", "outputTokens"),
-           ("cache_creation", "cacheCreationTokens"), ("cache_read", "cacheReadTokens"),
-           ("total", "totalTokens"))  # fmt: skip
+_TOKENS = (
+    ("input", "inputTokens"),
+    ("output", "outputTokens"),
+    ("cache_creation", "cacheCreationTokens"),
+    ("cache_read", "cacheReadTokens"),
+    ("total", "totalTokens"),
+)
 
 
 def find_ccusage(explicit: str | None = None) -> Path | None:
@@ -62,12 +66,18 @@ def find_ccusage(explicit: str | None = None) -> Path | None:
 
 def run_ccusage(binary: Path, corpus: Path, report: str, mode: str) -> Any:
     with tempfile.TemporaryDirectory() as home:
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "TZ": "UTC",
-               "CLAUDE_CONFIG_DIR": str(corpus)}  # fmt: skip
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": home,
+            "TZ": "UTC",
+            "CLAUDE_CONFIG_DIR": str(corpus),
+        }
         out = subprocess.run(
             [str(binary), "claude", report, "--json", "--offline", "--mode", mode],
-            env=env, capture_output=True, check=True,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            check=True,
+        )
     return json.loads(out.stdout)
 
 
@@ -101,36 +111,51 @@ def _diff_row(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, o
     return diff
 
 
-def _block_diffs(ours: list[Any], theirs: list[Any]) -> list[dict[str, object]]:
-    """Blocks and gaps keyed by (start, gap): end, last activity, entries, tokens, cost."""
+def _session_diff(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, object]:
+    diff = _diff_row(ours, theirs)
+    for ours_key, their_key in (
+        ("first_activity", "firstActivity"),
+        ("last_activity", "lastActivity"),
+    ):
+        if ours[ours_key] != theirs[their_key]:
+            diff[ours_key] = (ours[ours_key], theirs[their_key])
+    return diff
+
+
+def _block_diff(mine: Mapping[str, Any], their: Mapping[str, Any]) -> dict[str, object]:
+    """A block or gap: end, last activity, entries, tokens, models, cost."""
+    counts = their["tokenCounts"]
+    pairs = {
+        "end": (mine["end"], their["endTime"]),
+        "last_activity": (mine["last_activity"], their["actualEndTime"]),
+        "entries": (mine["entries"], their["entries"]),
+        "input": (mine["tokens"]["input"], counts["inputTokens"]),
+        "output": (mine["tokens"]["output"], counts["outputTokens"]),
+        "cache_creation": (mine["tokens"]["cache_creation"], counts["cacheCreationInputTokens"]),
+        "cache_read": (mine["tokens"]["cache_read"], counts["cacheReadInputTokens"]),
+        "total": (mine["tokens"]["total"], their["totalTokens"]),
+        "models": (sorted(mine["models"]), sorted(their["models"])),
+    }
+    diff: dict[str, object] = {k: v for k, v in pairs.items() if v[0] != v[1]}
+    if not _cost_close(mine["cost_usd"], their["costUSD"]):
+        diff["cost"] = (mine["cost_usd"], their["costUSD"])
+    return diff
+
+
+def _keyed_diffs(
+    label: str,
+    ours: Mapping[Any, Mapping[str, Any]],
+    theirs: Mapping[Any, Mapping[str, Any]],
+    differ: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, object]],
+) -> list[dict[str, object]]:
+    """Rows of both tools matched by key: the missing ones and those that differ."""
     diffs: list[dict[str, object]] = []
-    ours_by_key = {(b["start"], b["gap"]): b for b in ours}
-    theirs_by_key = {(b["startTime"], b["isGap"]): b for b in theirs}
-    for key in sorted(ours_by_key.keys() | theirs_by_key.keys()):
-        mine, their = ours_by_key.get(key), theirs_by_key.get(key)
+    for key in sorted(ours.keys() | theirs.keys()):
+        mine, their = ours.get(key), theirs.get(key)
         if mine is None or their is None:
-            diffs.append({"block": key, "missing_in": "contextd" if mine is None else "ccusage"})
-            continue
-        counts = their["tokenCounts"]
-        pairs = {
-            "end": (mine["end"], their["endTime"]),
-            "last_activity": (mine["last_activity"], their["actualEndTime"]),
-            "entries": (mine["entries"], their["entries"]),
-            "input": (mine["tokens"]["input"], counts["inputTokens"]),
-            "output": (mine["tokens"]["output"], counts["outputTokens"]),
-            "cache_creation": (
-                mine["tokens"]["cache_creation"],
-                counts["cacheCreationInputTokens"],
-            ),
-            "cache_read": (mine["tokens"]["cache_read"], counts["cacheReadInputTokens"]),
-            "total": (mine["tokens"]["total"], their["totalTokens"]),
-            "models": (sorted(mine["models"]), sorted(their["models"])),
-        }
-        diff: dict[str, object] = {k: v for k, v in pairs.items() if v[0] != v[1]}
-        if not _cost_close(mine["cost_usd"], their["costUSD"]):
-            diff["cost"] = (mine["cost_usd"], their["costUSD"])
-        if diff:
-            diffs.append({"block": key, **diff})
+            diffs.append({label: key, "missing_in": "contextd" if mine is None else "ccusage"})
+        elif diff := differ(mine, their):
+            diffs.append({label: key, **diff})
     return diffs
 
 
@@ -149,37 +174,30 @@ def compare(corpus: Path, binary: Path, mode: str = "auto") -> dict[str, Any]:
     their_blocks = run_ccusage(binary, corpus, "blocks", mode)
     diffs: list[dict[str, object]] = []
 
-    ours_by_key = {(r["project_dir"], r["session_id"]): r for r in sessions["sessions"]}
-    theirs_by_key = {(r["projectPath"], r["sessionId"]): r for r in their_sessions["sessions"]}
-    for key in sorted(ours_by_key.keys() | theirs_by_key.keys()):
-        ours, theirs = ours_by_key.get(key), theirs_by_key.get(key)
-        if ours is None or theirs is None:
-            diffs.append({"session": key, "missing_in": "contextd" if ours is None else "ccusage"})
-            continue
-        diff = _diff_row(ours, theirs)
-        for ours_key, their_key in (("first_activity", "firstActivity"),
-                                    ("last_activity", "lastActivity")):  # fmt: skip
-            if ours[ours_key] != theirs[their_key]:
-                diff[ours_key] = (ours[ours_key], theirs[their_key])
-        if diff:
-            diffs.append({"session": key, **diff})
-    ours_days = {r["date"]: r for r in daily["daily"]}
-    theirs_days = {r["date"]: r for r in their_daily["daily"]}
-    for day in sorted(ours_days.keys() | theirs_days.keys()):
-        ours, theirs = ours_days.get(day), theirs_days.get(day)
-        if ours is None or theirs is None:
-            diffs.append({"day": day, "missing_in": "contextd" if ours is None else "ccusage"})
-            continue
-        diff = _diff_row(ours, theirs)
-        if diff:
-            diffs.append({"day": day, **diff})
-    diffs += _block_diffs(blocks["blocks"], their_blocks["blocks"])
+    diffs += _keyed_diffs(
+        "session",
+        {(r["project_dir"], r["session_id"]): r for r in sessions["sessions"]},
+        {(r["projectPath"], r["sessionId"]): r for r in their_sessions["sessions"]},
+        _session_diff,
+    )
+    diffs += _keyed_diffs(
+        "day",
+        {r["date"]: r for r in daily["daily"]},
+        {r["date"]: r for r in their_daily["daily"]},
+        _diff_row,
+    )
+    diffs += _keyed_diffs(
+        "block",
+        {(b["start"], b["gap"]): b for b in blocks["blocks"]},
+        {(b["startTime"], b["isGap"]): b for b in their_blocks["blocks"]},
+        _block_diff,
+    )
     totals = sessions["totals"]
     return {
         "corpus": str(corpus),
         "mode": mode,
-        "sessions": len(theirs_by_key),
-        "days": len(theirs_days),
+        "sessions": len(their_sessions["sessions"]),
+        "days": len(their_daily["daily"]),
         "blocks": len(their_blocks["blocks"]),
         "differences": diffs,
         "tokens_total": totals["tokens"]["total"],
@@ -191,11 +209,22 @@ def compare(corpus: Path, binary: Path, mode: str = "auto") -> dict[str, Any]:
 
 def generate(out: Path, sessions: int, target_bytes: str, seed: int) -> None:
     subprocess.run(
-        [sys.executable, str(ROOT / "bench/gen_corpus.py"), "--out", str(out), "--sessions",
-         str(sessions), "--target-bytes", target_bytes, "--seed", str(seed), "--quiet",
-         "--force"],
+        [
+            sys.executable,
+            str(ROOT / "bench/gen_corpus.py"),
+            "--out",
+            str(out),
+            "--sessions",
+            str(sessions),
+            "--target-bytes",
+            target_bytes,
+            "--seed",
+            str(seed),
+            "--quiet",
+            "--force",
+        ],
         check=True,
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
