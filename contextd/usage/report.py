@@ -137,18 +137,18 @@ def select(
     entries: Sequence[UsageEntry], options: UsageOptions, projects: Projects | None = None
 ) -> list[UsageEntry]:
     """The entries the options' project and date filters keep."""
-    if not (options.projects or options.exclude or options.since or options.until):
+    by_project = bool(options.projects or options.exclude)
+    by_day = options.since is not None or options.until is not None
+    if not (by_project or by_day):
         return list(entries)
-    projects = projects if projects is not None else Projects(entries)
+    if by_project and projects is None:
+        projects = Projects(entries)
+    since, until = options.since or date.min, options.until or date.max
     out = []
     for e in entries:
-        if options.since is not None or options.until is not None:
-            day = day_of(e.at_ms, options.tz)
-            if (options.since is not None and day < options.since) or (
-                options.until is not None and day > options.until
-            ):
-                continue
-        if projects.selected(e, options):
+        if by_day and not since <= day_of(e.at_ms, options.tz) <= until:
+            continue
+        if projects is None or projects.selected(e, options):
             out.append(e)
     return out
 

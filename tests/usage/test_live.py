@@ -52,8 +52,9 @@ def shown(console: Console, screen: LiveUsage) -> str:
 def test_appended_lines_appear_within_one_refresh(tmp_path: Path) -> None:
     root = tmp_path / "claude"
     main_file = transcript(root, "-home-u-web", "S1")
-    write(main_file, assistant("m1", "r1", out=1000, cr=0, cc=0, inp=0, ts=ts(5),
-                               cwd="/home/u/web"))  # fmt: skip
+    write(
+        main_file, assistant("m1", "r1", out=1000, cr=0, cc=0, inp=0, ts=ts(5), cwd="/home/u/web")
+    )
     screen, console = screen_for(root)
     first = shown(console, screen)
     assert screen.view is not None
@@ -62,13 +63,18 @@ def test_appended_lines_appear_within_one_refresh(tmp_path: Path) -> None:
     assert "1.0k" in first
 
     # The same response grows (a later streamed line), a new response, and a sub-agent file.
-    write(main_file, assistant("m1", "r1", out=1500, cr=0, cc=0, inp=0, ts=ts(5),
-                               cwd="/home/u/web"),
-          assistant("m2", "r2", out=2500, cr=0, cc=0, inp=0, ts=ts(20), cwd="/home/u/web"),
-          append=True)  # fmt: skip
-    write(root / "projects/-home-u-web/S1/subagents/agent-a1.jsonl",
-          assistant("m3", "r3", out=1000, cr=0, cc=0, inp=0, ts=ts(21), sidechain=True,
-                    cwd="/home/u/web"))  # fmt: skip
+    write(
+        main_file,
+        assistant("m1", "r1", out=1500, cr=0, cc=0, inp=0, ts=ts(5), cwd="/home/u/web"),
+        assistant("m2", "r2", out=2500, cr=0, cc=0, inp=0, ts=ts(20), cwd="/home/u/web"),
+        append=True,
+    )
+    write(
+        root / "projects/-home-u-web/S1/subagents/agent-a1.jsonl",
+        assistant(
+            "m3", "r3", out=1000, cr=0, cc=0, inp=0, ts=ts(21), sidechain=True, cwd="/home/u/web"
+        ),
+    )
     second = shown(console, screen)
     assert screen.view["block"]["tokens"]["total"] == 5000
     assert "5.0k" in second
@@ -76,8 +82,10 @@ def test_appended_lines_appear_within_one_refresh(tmp_path: Path) -> None:
     # A new session in another project, with a very long directory name: a new row, a
     # "new session" warning, and the name shortened on screen only.
     long_cwd = "/home/u/" + "a-very-long-project-directory-name-" * 3 + "end"
-    write(transcript(root, "-home-u-long", "S2"),
-          assistant("m4", "r4", out=3000, cr=0, cc=0, inp=0, ts=ts(29), cwd=long_cwd))  # fmt: skip
+    write(
+        transcript(root, "-home-u-long", "S2"),
+        assistant("m4", "r4", out=3000, cr=0, cc=0, inp=0, ts=ts(29), cwd=long_cwd),
+    )
     third = shown(console, screen)
     projects = {p["project"]: p["tokens"]["total"] for p in screen.view["projects"]}
     assert projects == {"web": 5000, long_cwd.rsplit("/", 1)[1]: 3000}
@@ -122,16 +130,18 @@ def live_root(tmp_path: Path) -> Path:
     """A root whose lines are a few minutes old by the real clock (the CLI uses it)."""
     root = tmp_path / "claude"
     now = time.time()
-    write(transcript(root, "-home-u-web", "S1"),
-          assistant("m1", "r1", out=1000, ts=ts(-3, now), cwd="/home/u/web"),
-          assistant("m2", "r2", out=2000, ts=ts(-2, now), cwd="/home/u/web",
-                    model="claude-foo-9"))  # fmt: skip
+    write(
+        transcript(root, "-home-u-web", "S1"),
+        assistant("m1", "r1", out=1000, ts=ts(-3, now), cwd="/home/u/web"),
+        assistant("m2", "r2", out=2000, ts=ts(-2, now), cwd="/home/u/web", model="claude-foo-9"),
+    )
     return root
 
 
 def run(capsys: pytest.CaptureFixture[str], tmp_path: Path, root: Path, *args: str) -> Any:
-    code = main(["usage", *args, "--config-dir", str(root), "--socket",
-                 str(tmp_path / "no-daemon.sock")])  # fmt: skip
+    code = main(
+        ["usage", *args, "--config-dir", str(root), "--socket", str(tmp_path / "no-daemon.sock")]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -192,3 +202,20 @@ def test_bad_usage_options_exit_2_with_one_line(
     assert out == ""
     assert err.count("\n") == 1
     assert message in err
+
+
+def test_a_pricing_file_prices_a_model_the_bundled_table_lacks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, live_root: Path
+) -> None:
+    prices = tmp_path / "litellm.json"
+    prices.write_text(
+        '{"claude-foo-9": {"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-05}}'
+    )
+    code, out, _ = run(capsys, tmp_path, live_root, "session", "--json", "--pricing", str(prices))
+    assert code == 0
+    (row,) = orjson.loads(out)["sessions"]
+    # 1,000 opus 4.6 output tokens at $25/M + 2,000 foo-9 output tokens at $10/M
+    # (+ 3 input and 100/1,000 cache tokens on each line at opus prices, foo-9 has no cache
+    # prices: 0) = 0.025 + 0.000015 + 0.000625 + 0.0005 + 0.02 + 0.000003 = $0.046143.
+    assert row["cost_complete"] is True
+    assert row["cost_usd"] == pytest.approx(0.046143)
