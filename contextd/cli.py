@@ -320,7 +320,8 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     if args.report != "live":
         console.print(live.report_table(args.report, fetch()))
         return 0
-    screen = live.LiveUsage(fetch, source=source, compact=args.compact)
+    compact = args.compact or console.width < live.FULL_WIDTH
+    screen = live.LiveUsage(fetch, source=source, compact=compact)
     if not console.is_terminal:
         console.print(screen.step())
         return 0

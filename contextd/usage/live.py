@@ -19,6 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 NAME_WIDTH = 28
+FULL_WIDTH = 110
+"""Terminals narrower than this get the compact layout."""
 _SEVERITY_STYLE = {"NORMAL": "green", "MODERATE": "yellow", "HIGH": "bold red"}
 _LEVEL_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
