@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
+from contextd.models import TokenCounts
 from contextd.usage.entries import UsageEntry
 from contextd.usage.pricing import ZERO, CostMode, PriceTable, entry_cost
 
@@ -70,13 +71,8 @@ class Totals:
         return self.unpriced == 0
 
     def tokens_json(self) -> dict[str, int]:
-        return {
-            "input": self.input,
-            "output": self.output,
-            "cache_creation": self.cache_creation,
-            "cache_read": self.cache_read,
-            "total": self.total,
-        }
+        counts = TokenCounts(self.input, self.output, self.cache_creation, self.cache_read)
+        return {**counts.as_dict(), "total": counts.total}
 
     def cost_json(self) -> dict[str, object]:
         """``cost_usd`` (None when nothing in the group has a known price), whether it is
