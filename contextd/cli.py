@@ -10,11 +10,12 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlencode
 
 import orjson
 
@@ -83,7 +84,41 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--daemon", metavar="URL|SOCKET", help="the daemon, for the fallback")
     monitor.add_argument("--refresh", type=float, metavar="SECONDS", help="default 5")
     monitor.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    usage = sub.add_parser("usage", help="tokens, cost, 5-hour blocks and burn rate, live")
+    _common(usage)
+    _usage_arguments(usage)
     return parser
+
+
+def _usage_arguments(usage: argparse.ArgumentParser) -> None:
+    """``contextd usage [live|daily|session|blocks]``; values are checked by
+    contextd.usage.options."""
+    usage.add_argument(
+        "report",
+        nargs="?",
+        default="live",
+        choices=["live", "daily", "session", "blocks"],
+        help="live view (default), or a per-day, per-session or per-block report",
+    )
+    add = usage.add_argument
+    add("--refresh-interval", default="2", metavar="SECONDS", help="live view refresh (2)")
+    add("--token-limit", metavar="N|max", help="tokens per block to warn about")
+    add("--session-duration", metavar="HOURS", help="block length (5)")
+    add("--burn-window", metavar="MINUTES", help="burn-rate window (10)")
+    add("--projects", metavar="A,B", help="only these projects (names or directories)")
+    add("--exclude", metavar="A,B", help="leave out these projects")
+    add("--cost-threshold", metavar="USD", help="block cost to warn about")
+    add("--since", metavar="YYYY-MM-DD", help="only entries from this day")
+    add("--until", metavar="YYYY-MM-DD", help="only entries up to this day")
+    add("--mode", metavar="auto|calculate|display", help="costUSD or priced tokens (auto)")
+    add("--timezone", metavar="IANA", help="for days (default: local)")
+    add(
+        "--pricing",
+        type=Path,
+        metavar="FILE",
+        help="LiteLLM-format price file (reads the transcripts directly)",
+    )
+    add("--compact", action="store_true", help="fewer columns")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -259,8 +294,73 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     return 1 if snap.source is command.SourceKind.NONE else 0
 
 
+def _usage_fetch(settings: Settings, args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
+    """Where the figures come from: the daemon when it answers, else the transcripts."""
+    from contextd.usage.options import KEYS, parse_options, parse_report  # noqa: PLC0415
+    from contextd.usage.service import UsageService, load_prices  # noqa: PLC0415
+
+    params = {key: getattr(args, key) for key in KEYS if getattr(args, key, None)}
+    options, report = parse_options(params), parse_report(params.get("report"))
+    pricing = args.pricing or settings.pricing
+    if pricing is None and settings.socket.exists():
+        path = "/api/usage?" + urlencode(params)
+        try:
+            daemon_get(settings.socket, path)
+        except ContextdError:
+            pass  # no daemon (or an older one): read the transcripts
+        else:
+            return (lambda: daemon_get(settings.socket, path)), "daemon"
+    service = UsageService(claude_roots(settings.config_dirs), load_prices(pricing))
+
+    def local() -> Any:
+        service.refresh()
+        return service.report(report, options)
+
+    return local, "transcripts"
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415 (only this command draws)
+    from rich.live import Live  # noqa: PLC0415
+
+    from contextd.usage import live  # noqa: PLC0415
+
+    settings = _settings(args)
+    try:
+        interval = float(args.refresh_interval)
+    except ValueError:
+        interval = 0.0
+    if not 0 < interval < float("inf"):
+        raise ConfigError(
+            f"--refresh-interval: expected seconds > 0, got {args.refresh_interval!r}"
+        )
+    fetch, source = _usage_fetch(settings, args)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a pipe or file: no terminal width to fit
+    if args.json:
+        _write(fetch())
+        return 0
+    if args.report != "live":
+        console.print(live.report_table(args.report, fetch()))
+        return 0
+    compact = args.compact or console.width < live.FULL_WIDTH
+    screen = live.LiveUsage(fetch, source=source, compact=compact)
+    if not console.is_terminal:
+        console.print(screen.step())
+        return 0
+    with Live(screen.step(), console=console, auto_refresh=False) as view:
+        try:
+            while True:
+                time.sleep(interval)
+                view.update(screen.step(), refresh=True)
+        except KeyboardInterrupt:
+            return 0
+
+
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
-             "mcp": _cmd_mcp, "monitor": _cmd_monitor, "stack": _cmd_stack}  # fmt: skip
+             "mcp": _cmd_mcp, "monitor": _cmd_monitor, "stack": _cmd_stack,
+             "usage": _cmd_usage}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

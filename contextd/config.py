@@ -27,6 +27,8 @@ key                 environment                meaning
 ``prometheus_url``  ``CONTEXTD_PROMETHEUS_URL`` PromQL backend of ``contextd monitor``
                                                (default VictoriaMetrics, 127.0.0.1:8428)
 ``monitor_refresh`` ``CONTEXTD_MONITOR_REFRESH`` seconds between two monitor refreshes (5)
+``pricing``         ``CONTEXTD_PRICING``       LiteLLM-format price file over the bundled table
+``usage_interval``  ``CONTEXTD_USAGE_INTERVAL`` seconds between usage (cost, block) refreshes
 ==================  =========================  ==========================================
 """
 
@@ -78,6 +80,8 @@ class Settings:
     rescan_interval: float = 60.0
     prometheus_url: str = "http://127.0.0.1:8428"
     monitor_refresh: float = 5.0
+    pricing: Path | None = None
+    usage_interval: float = 5.0
 
     @property
     def loopback(self) -> bool:
@@ -135,6 +139,7 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
     "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
+    "pricing": _path, "usage_interval": _float,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,

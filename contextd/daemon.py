@@ -33,6 +33,9 @@ from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
 from contextd.models import SessionEvent, SessionSnapshot
 from contextd.sessions import SessionManager
 from contextd.store import Store
+from contextd.usage.gauges import EMPTY_USAGE, UsageMetrics
+from contextd.usage.report import UsageOptions
+from contextd.usage.service import UsageService, load_prices
 
 if TYPE_CHECKING:
     from contextd.exporters.otlp import OtlpExporter
@@ -65,6 +68,9 @@ class Daemon:
         self._otlp: OtlpExporter | None = None
         self._inbox: list[tuple[list[Observation], str, asyncio.Future[None]]] = []
         self._inbox_lock = threading.Lock()
+        # Usage accounting reads the transcripts on its own (read-only, ccusage's rules).
+        self.usage = UsageService(self.roots, load_prices(settings.pricing), clock=clock)
+        self.usage_metrics: UsageMetrics = EMPTY_USAGE
 
     # -- engine thread -------------------------------------------------------------------------
 
@@ -200,6 +206,7 @@ class Daemon:
         await self.run(self._open)
         self._start_otlp()
         self._tasks = [asyncio.create_task(self._catch_up(), name="contextd-catch-up")]
+        self._tasks.append(asyncio.create_task(self._usage_refresher(), name="contextd-usage"))
 
     def _start_otlp(self) -> None:
         """Push the metrics over OTLP when the standard OTEL_* environment asks for it."""
@@ -208,8 +215,9 @@ class Daemon:
         from contextd.exporters import otlp  # noqa: PLC0415 (heavy, and only when asked)
 
         self._otlp = otlp.from_env(
-            lambda: self.sessions, lambda: self.counters, max_series=self.settings.max_series
-        )
+            lambda: self.sessions, lambda: self.counters, max_series=self.settings.max_series,
+            usage=lambda: self.usage_metrics,
+        )  # fmt: skip
         if self._otlp is not None:
             self._otlp.start()
             log.info("pushing metrics over OTLP")
@@ -259,6 +267,20 @@ class Daemon:
                 await asyncio.to_thread(store.checkpoint)
             except StoreError as exc:
                 log.warning("%s", exc)
+
+    def refresh_usage(self) -> None:
+        """Read new usage lines and publish the usage metrics (on any thread)."""
+        self.usage.refresh()
+        live = [s.session_id for s in self.sessions if s.live]
+        self.usage_metrics = self.usage.metrics(live, UsageOptions())
+
+    async def _usage_refresher(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh_usage)
+            except Exception:  # a top-level loop: log and go on
+                log.exception("usage refresh failed")
+            await asyncio.sleep(self.settings.usage_interval)
 
     async def _rescanner(self) -> None:
         while True:

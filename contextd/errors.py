@@ -4,7 +4,8 @@
 
     ContextdError                 base of everything below
     ├── ConfigError               bad settings, option or environment value (CLI exit 2)
-    │   └── ConfigDirError        a transcript root that does not exist or cannot be read
+    │   ├── ConfigDirError        a transcript root that does not exist or cannot be read
+    │   └── OptionError           a bad ``contextd usage`` option / ``/api/usage`` parameter
     ├── StoreError                the SQLite store cannot be opened, migrated or written
     │   ├── SchemaVersionError    the database was written by a newer contextd
     │   └── StoreLockedError      another process (the daemon) is the database's writer
@@ -31,6 +32,15 @@ class ConfigError(ContextdError):
 
 class ConfigDirError(ConfigError):
     """A configured Claude Code directory does not exist or cannot be read."""
+
+
+class OptionError(ConfigError):
+    """A usage option or query parameter is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"--{field.replace('_', '-')}: {message}")
+        self.field = field
+        self.detail = message
 
 
 class StoreError(ContextdError):

@@ -41,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from contextd import __version__
 from contextd.config import Settings
 from contextd.daemon import Daemon
-from contextd.errors import ConfigError, StoreError
+from contextd.errors import ConfigError, OptionError, StoreError
 from contextd.events import Compaction
 from contextd.exporters import names
 from contextd.exporters.prometheus import SessionCollector, render
@@ -60,6 +60,7 @@ from contextd.mcp import DaemonBackend, build_mcp, http_app
 from contextd.models import SessionEvent, SessionSnapshot, SessionStatus
 from contextd.peer import PEER_EXTENSION, peer_credentials
 from contextd.sessions import EngineConfig
+from contextd.usage.options import parse_options, parse_report
 from contextd.views import event_view, iso, session_view, threshold_state
 
 log = logging.getLogger("contextd")
@@ -273,6 +274,7 @@ class Api:
                 lambda: daemon.sessions,  # the published tuple; the collector keeps live ones
                 lambda: daemon.counters,
                 max_series=daemon.settings.max_series,
+                usage=lambda: daemon.usage_metrics,
             )
         )
         self.latency = Histogram(
@@ -295,6 +297,7 @@ class Api:
             Route("/api/stats", self.stats),
             Route("/api/events", self.events),
             Route("/api/context", self.context),
+            Route("/api/usage", self.usage),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
         ]
@@ -453,6 +456,21 @@ class Api:
             "tokens_saved": snap.tokens_saved,
             "last_activity": iso(snap.last_activity),
         })  # fmt: skip
+
+    async def usage(self, request: Request) -> Response:
+        """``GET /api/usage``: the live view, or ``report=daily|session`` (contextd.usage)."""
+        params = dict(request.query_params)
+        try:
+            report, options = parse_report(params.get("report")), parse_options(params)
+        except OptionError as exc:
+            return problem(400, exc.detail, exc.field)
+        service = self.daemon.usage
+
+        def compute() -> dict[str, object]:
+            service.refresh()  # lines appended since the last refresh are in this answer
+            return {**service.report(report, options), "source": "daemon"}
+
+        return json_response(await asyncio.to_thread(compute))
 
     async def healthz(self, request: Request) -> Response:
         daemon = self.daemon

@@ -115,7 +115,41 @@ SELF: tuple[Metric, ...] = (
     ACTIVE_SESSIONS, SESSION_SERIES_DROPPED, TRANSCRIPT_LINES, TRANSCRIPT_REJECTED, HOOK_EVENTS,
     HTTP_DURATION,
 )  # fmt: skip
-ALL: tuple[Metric, ...] = PER_SESSION + SELF
+BLOCK_ACTIVE = Metric(
+    "contextd_block_active", Kind.GAUGE, "",
+    "1 while a 5-hour usage block is active (all sessions of the machine), else 0.",
+)  # fmt: skip
+BLOCK_TOKENS = Metric(
+    "contextd_block_tokens", Kind.GAUGE, "tokens",
+    "Tokens (all types) used so far in the active 5-hour block.",
+)  # fmt: skip
+BLOCK_COST = Metric(
+    "contextd_block_cost_usd", Kind.GAUGE, "USD",
+    "Cost in US dollars of the active 5-hour block so far (known prices only).",
+)  # fmt: skip
+BLOCK_BURN_RATE = Metric(
+    "contextd_block_burn_rate_tokens_per_minute", Kind.GAUGE, "",
+    "Tokens per minute in the active block over the recent burn-rate window.",
+)  # fmt: skip
+BLOCK_PROJECTED_TOKENS = Metric(
+    "contextd_block_projected_tokens", Kind.GAUGE, "tokens",
+    "Tokens the active block will have used at its end if the burn rate holds.",
+)  # fmt: skip
+BLOCK_PROJECTED_COST = Metric(
+    "contextd_block_projected_cost_usd", Kind.GAUGE, "USD",
+    "Cost in US dollars of the active block at its end if the burn rate holds.",
+)  # fmt: skip
+BLOCK_REMAINING = Metric(
+    "contextd_block_remaining_seconds", Kind.GAUGE, "seconds",
+    "Time left until the active block ends.",
+)  # fmt: skip
+
+USAGE: tuple[Metric, ...] = (
+    BLOCK_ACTIVE, BLOCK_TOKENS, BLOCK_COST, BLOCK_BURN_RATE, BLOCK_PROJECTED_TOKENS,
+    BLOCK_PROJECTED_COST, BLOCK_REMAINING,
+)  # fmt: skip
+"""Gauges of the active 5-hour block (no labels: one machine, one block)."""
+ALL: tuple[Metric, ...] = PER_SESSION + SELF + USAGE
 
 # The PromQL the dashboards, alert rules and ``contextd monitor`` rely on (DESIGN.md).
 CONTRACT_QUERIES: tuple[str, ...] = (

@@ -19,8 +19,9 @@ Units are written in UCUM, as OTel expects: ``s``, ``%``, and annotations for co
 (``{token}``, ``{USD}``). Translators map ``s``/``%`` to the ``seconds``/``percent`` suffixes
 the names already carry and drop annotations, so no unit suffix is appended twice.
 
-``names.COST`` has an instrument but no observations until per-session prices exist, so no
-data points are sent for it.
+``names.COST`` and the block gauges (``names.USAGE``) come from the ``usage`` snapshot
+(:class:`~contextd.usage.gauges.UsageMetrics`); without one nothing is observed for the
+costs and ``contextd_block_active`` is 0.
 
 Transport: ``opentelemetry-exporter-otlp-proto-http``, which honours the standard
 ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, compression, certificates) unless an
@@ -78,14 +79,17 @@ from contextd.exporters import names
 from contextd.exporters.selection import (
     COUNTER_METRICS,
     REPORTED,
+    USAGE_METRICS,
     Labels,
     Samples,
     check_max_series,
     counter_samples,
     select,
     session_samples,
+    usage_samples,
 )
 from contextd.models import SessionSnapshot
+from contextd.usage.gauges import EMPTY_USAGE, UsageMetrics
 
 _log = logging.getLogger(__name__)
 
@@ -171,7 +175,7 @@ class _Pipeline:
         self._seen: set[Labels] = set()
         self._rebuild_requested = False
         self._rebuild_started = False
-        self._cache: tuple[object, Samples] | None = None
+        self._cache: tuple[object, object, Samples] | None = None
         self.reader = reader
         self.provider = MeterProvider(
             metric_readers=[reader], resource=owner.resource, shutdown_on_exit=False
@@ -191,10 +195,13 @@ class _Pipeline:
     def _observer(self, metric: names.Metric) -> Observer:
         keys = metric.labels
         from_counters = metric in _COUNTER_METRICS
+        from_usage = metric in USAGE_METRICS
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             if from_counters:
                 samples = counter_samples(self._owner.counters())
+            elif from_usage:
+                samples = usage_samples(self._owner.usage())
             else:
                 samples = self._session_samples()
             return [
@@ -208,14 +215,14 @@ class _Pipeline:
         # Every session instrument's callback runs once per collection. The engine publishes
         # an immutable tuple of frozen snapshots and a new one on each change, so for a tuple
         # the selection is computed once; any other sequence may change in place.
-        snapshot = self._owner.sessions()
+        snapshot, usage = self._owner.sessions(), self._owner.usage()
         cache = self._cache
-        if cache is not None and cache[0] is snapshot:
-            return cache[1]
+        if cache is not None and cache[0] is snapshot and cache[1] is usage:
+            return cache[2]
         selection = select(snapshot, self._owner.max_series)
-        samples = session_samples(selection)
+        samples = session_samples(selection, usage.session_costs)
         if isinstance(snapshot, tuple):
-            self._cache = (snapshot, samples)
+            self._cache = (snapshot, usage, samples)
         if self._rebuildable and not self._rebuild_requested:
             self._seen.update(series.labels for series in selection.series)
             self._rebuild_requested = len(self._seen) > self._owner.rebuild_after
@@ -278,6 +285,7 @@ class OtlpExporter:
         resource: Mapping[str, str] | None = None,
         reader: MetricReader | None = None,
         max_series: int = 500,
+        usage: Callable[[], UsageMetrics] = lambda: EMPTY_USAGE,
     ) -> None:
         if not interval > 0:
             raise ConfigError(f"OTLP export interval must be > 0 seconds, got {interval!r}")
@@ -285,6 +293,7 @@ class OtlpExporter:
             raise ConfigError(f"OTLP export timeout must be > 0 seconds, got {timeout!r}")
         self.sessions = sessions
         self.counters = counters
+        self.usage = usage
         self.max_series = check_max_series(max_series)
         self.rebuild_after = 2 * (max_series + 1)
         """Distinct session label sets one pipeline may see before it is rebuilt."""
@@ -402,6 +411,7 @@ def from_env(
     max_series: int = 500,
     timeout: float = 5.0,
     resource: Mapping[str, str] | None = None,
+    usage: Callable[[], UsageMetrics] = lambda: EMPTY_USAGE,
 ) -> OtlpExporter | None:
     """An exporter configured by the standard OTel environment, or None when OTLP is off.
 
@@ -439,4 +449,5 @@ def from_env(
         timeout=timeout,
         resource=resource,
         max_series=max_series,
+        usage=usage,
     )

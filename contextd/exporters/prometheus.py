@@ -12,8 +12,8 @@ per-session label children are ever cached. Register it on a registry the daemon
 
 Names, types, help texts and label names come from :mod:`contextd.exporters.names`; which
 sessions and values are exported is decided in :mod:`contextd.exporters.selection`, shared
-with the OTLP exporter. ``names.COST`` is exposed as a family with HELP and TYPE but no
-samples until per-session prices exist (prometheus_client renders empty families).
+with the OTLP exporter. ``names.COST`` has samples for the live sessions whose cost the
+``usage`` snapshot knows; the block gauges (``names.USAGE``) come from the same snapshot.
 
 Units: prometheus_client appends ``_<unit>`` to a family name that does not already end with
 it, so a unit is declared only where the name already carries it (``…_tokens``,
@@ -41,8 +41,10 @@ from contextd.exporters.selection import (
     counter_samples,
     select,
     session_samples,
+    usage_samples,
 )
 from contextd.models import SessionSnapshot
+from contextd.usage.gauges import EMPTY_USAGE, UsageMetrics
 
 
 def _unit(metric: names.Metric) -> str:
@@ -87,8 +89,9 @@ class SessionCollector(Collector):
     """Renders live sessions and ingest counters as metric families on each scrape.
 
     ``sessions`` returns the engine's current snapshot (all sessions; only live ones are
-    exported), ``counters`` the store's counters (``Store.counters``). Both are called once
-    per scrape, from the scraping thread.
+    exported), ``counters`` the store's counters (``Store.counters``), ``usage`` the usage
+    snapshot (session costs, block gauges). Each is called once per scrape, from the scraping
+    thread.
     """
 
     def __init__(
@@ -97,9 +100,11 @@ class SessionCollector(Collector):
         counters: Callable[[], Mapping[str, int]],
         *,
         max_series: int = 500,
+        usage: Callable[[], UsageMetrics] = lambda: EMPTY_USAGE,
     ) -> None:
         self._sessions = sessions
         self._counters = counters
+        self._usage = usage
         self._max_series = check_max_series(max_series)
 
     def describe(self) -> Iterable[Metric]:
@@ -107,8 +112,11 @@ class SessionCollector(Collector):
         return _families({})
 
     def collect(self) -> Iterable[Metric]:
-        samples = session_samples(select(self._sessions(), self._max_series))
+        usage = self._usage()
+        samples = session_samples(select(self._sessions(), self._max_series),
+                                  usage.session_costs)  # fmt: skip
         samples.update(counter_samples(self._counters()))
+        samples.update(usage_samples(usage))
         return _families(samples)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from contextd.errors import ConfigError
 from contextd.exporters import names
 from contextd.models import ZERO_TOKENS, SessionSnapshot, TokenCounts
+from contextd.usage.gauges import UsageMetrics
 
 Labels = tuple[str, ...]
 Sample = tuple[Labels, float]
@@ -41,7 +42,10 @@ COUNTER_METRICS: tuple[names.Metric, ...] = (
 )
 """Metrics computed from the store's counters."""
 
-REPORTED: tuple[names.Metric, ...] = SESSION_METRICS + COUNTER_METRICS
+USAGE_METRICS: tuple[names.Metric, ...] = names.USAGE
+"""Metrics computed from the usage snapshot (:class:`~contextd.usage.gauges.UsageMetrics`)."""
+
+REPORTED: tuple[names.Metric, ...] = SESSION_METRICS + COUNTER_METRICS + USAGE_METRICS
 """Everything the exporters render. The HTTP latency histogram is the daemon's own."""
 
 # Store counter names (``Store.counters()``), as the scanner and the daemon write them. The
@@ -85,6 +89,8 @@ class Selection:
     """Live sessions in the snapshot (exported as ``names.ACTIVE_SESSIONS``)."""
     dropped: int
     """Live sessions summed into the overflow series (``names.SESSION_SERIES_DROPPED``)."""
+    overflow_ids: tuple[str, ...] = ()
+    """The session ids summed into the overflow series."""
 
 
 EMPTY = Selection((), 0, 0)
@@ -152,7 +158,7 @@ def select(snapshots: Iterable[SessionSnapshot], max_series: int) -> Selection:
     ranked = sorted(live, key=_rank)
     kept, rest = ranked[:max_series], ranked[max_series:]
     series = (*(_series(snap) for snap in kept), _overflow(rest))
-    return Selection(series, len(live), len(rest))
+    return Selection(series, len(live), len(rest), tuple(snap.session_id for snap in rest))
 
 
 _SCALAR: Mapping[names.Metric, Callable[[Series], float]] = {
@@ -168,10 +174,12 @@ _SCALAR: Mapping[names.Metric, Callable[[Series], float]] = {
 """How each single-valued per-session metric reads a series."""
 
 
-def session_samples(selection: Selection) -> Samples:
+def session_samples(selection: Selection, costs: Mapping[str, float] | None = None) -> Samples:
     """Samples of every metric in :data:`SESSION_METRICS` for one selection.
 
-    ``names.COST`` has no samples until prices are known per session.
+    ``names.COST`` comes from ``costs`` (session id → US dollars,
+    :attr:`UsageMetrics.session_costs <contextd.usage.gauges.UsageMetrics.session_costs>`):
+    sessions without a cost there have no sample; the overflow series sums its sessions'.
     """
     out: Samples = {metric: [] for metric in SESSION_METRICS}
     series = selection.series
@@ -181,9 +189,40 @@ def session_samples(selection: Selection) -> Samples:
     for s in series:
         counts = s.tokens.as_dict()
         tokens.extend(((*s.labels, kind), counts[kind]) for kind in names.TOKEN_TYPES)
+    if costs:
+        out[names.COST] = [
+            (s.labels, _cost(s, selection, costs))
+            for s in series
+            if s.labels[0] in costs or s.labels[0] == names.OVERFLOW_SESSION
+        ]
     out[names.ACTIVE_SESSIONS] = [((), selection.live)]
     out[names.SESSION_SERIES_DROPPED] = [((), selection.dropped)]
     return out
+
+
+def _cost(series: Series, selection: Selection, costs: Mapping[str, float]) -> float:
+    if series.labels[0] == names.OVERFLOW_SESSION:
+        return sum(costs.get(sid, 0.0) for sid in selection.overflow_ids)
+    return costs[series.labels[0]]
+
+
+def usage_samples(usage: UsageMetrics) -> Samples:
+    """Samples of every metric in :data:`USAGE_METRICS`: the active block's gauges, or only
+    ``names.BLOCK_ACTIVE`` = 0 when no block is active."""
+    block = usage.block
+    if block is None:
+        out: Samples = {metric: [] for metric in USAGE_METRICS}
+        out[names.BLOCK_ACTIVE] = [((), 0)]
+        return out
+    return {
+        names.BLOCK_ACTIVE: [((), 1)],
+        names.BLOCK_TOKENS: [((), block.tokens)],
+        names.BLOCK_COST: [((), block.cost_usd)],
+        names.BLOCK_BURN_RATE: [((), block.burn_rate_tokens_per_minute)],
+        names.BLOCK_PROJECTED_TOKENS: [((), block.projected_tokens)],
+        names.BLOCK_PROJECTED_COST: [((), block.projected_cost_usd)],
+        names.BLOCK_REMAINING: [((), block.remaining_seconds)],
+    }
 
 
 def _by_suffix(counters: Mapping[str, int], prefix: str) -> list[Sample]:

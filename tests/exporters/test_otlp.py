@@ -36,6 +36,11 @@ A = "aaaaaaaa-0000-0000-0000-000000000001"
 B = "bbbbbbbb-0000-0000-0000-000000000002"
 WAIT = 10.0  # bound of every wait on another thread
 
+# Without a usage snapshot: no costs, and of the block gauges only contextd_block_active (0).
+# tests/usage/test_metrics.py covers them with one.
+WITHOUT_POINTS = (names.HTTP_DURATION, names.COST,
+                  *(m for m in names.USAGE if m is not names.BLOCK_ACTIVE))  # fmt: skip
+
 
 def snap(
     session_id: str,
@@ -197,7 +202,7 @@ def test_counters_are_cumulative_monotonic_sums_named_without_total(in_memory: I
     _, metrics = in_memory.points()
 
     for metric in names.ALL:
-        if metric in (names.HTTP_DURATION, names.COST):
+        if metric in WITHOUT_POINTS:
             continue
         exported = metrics[otel_name(metric)]
         assert exported.unit == otel_unit(metric)
@@ -304,7 +309,7 @@ def test_loopback_receiver_gets_the_contract_over_otlp_http(receiver: Receiver) 
     assert resource["service.name"] == "contextd"
     assert resource["deployment.environment"] == "test"
     assert {name for name, _ in points} == {
-        otel_name(m) for m in names.ALL if m not in (names.HTTP_DURATION, names.COST)
+        otel_name(m) for m in names.ALL if m not in WITHOUT_POINTS
     } - {otel_name(names.TRANSCRIPT_REJECTED), otel_name(names.HOOK_EVENTS)}  # no counters yet
     assert points[(otel_name(names.CONTEXT_TOKENS), attrs(A))] == 50_000
     assert points[(otel_name(names.CONTEXT_PERCENT), attrs(A))] == 25.0
