@@ -132,6 +132,24 @@ def overview() -> Iterator[Builder[models.Panel]]:
     )  # fmt: skip
 
 
+def block() -> Iterator[Builder[models.Panel]]:
+    """The active 5-hour usage block of each machine (the gauges carry no session labels)."""
+    for title, metric, unit, span in (
+        ("Block tokens", names.BLOCK_TOKENS, "short", 4),
+        ("Block cost", names.BLOCK_COST, "currencyUSD", 4),
+        ("Block burn rate (tokens/min)", names.BLOCK_BURN_RATE, "short", 4),
+        ("Projected tokens at block end", names.BLOCK_PROJECTED_TOKENS, "short", 4),
+        ("Projected cost at block end", names.BLOCK_PROJECTED_COST, "currencyUSD", 4),
+        ("Block time left", names.BLOCK_REMAINING, "s", 4),
+    ):
+        yield with_targets(
+            stat.Panel().title(title).unit(unit).height(4).span(span)
+            .description(metric.help),
+            [Query(f"{metric.name} and on (instance) ({names.BLOCK_ACTIVE.name} == 1)",
+                   legend="{{instance}}", instant=True)],
+        )  # fmt: skip
+
+
 def context() -> Iterator[Builder[models.Panel]]:
     """Per-session context usage over time, and the sessions closest to their limit."""
     yield with_targets(
@@ -257,8 +275,9 @@ def build() -> models.Dashboard:
                        .multi(True).include_all(True).all_value(".*"))
     )  # fmt: skip
     sections = (
-        ("Overview", overview), ("Context", context), ("Checkpoints and thresholds", checkpoints),
-        ("Tokens and cost", usage), ("Daemon", daemon),
+        ("Overview", overview), ("5-hour block", block), ("Context", context),
+        ("Checkpoints and thresholds", checkpoints), ("Tokens and cost", usage),
+        ("Daemon", daemon),
     )  # fmt: skip
     for title, panels in sections:
         dash = dash.with_row(builder.Row(title))

@@ -43,6 +43,10 @@ PER_MINUTE = {
               "cost": 0.0, "checkpoints": 0.0, "saved": 0.0, "t70": 0.0, "t90": 0.0},
 }  # fmt: skip
 
+BLOCK = {names.BLOCK_ACTIVE: 1, names.BLOCK_TOKENS: 2_500_000, names.BLOCK_COST: 12.5,
+         names.BLOCK_BURN_RATE: 42_000, names.BLOCK_PROJECTED_TOKENS: 9_000_000,
+         names.BLOCK_PROJECTED_COST: 40.25, names.BLOCK_REMAINING: 5_400}  # fmt: skip
+
 
 def panels() -> list[dict[str, Any]]:
     data: dict[str, Any] = json.loads(generate.OUT.read_text())
@@ -75,6 +79,7 @@ def exposition(now_ms: int) -> str:
             ]
             lines += [f'{names.TOKENS.name}{{{labels},type="{kind}"}} {rate[kind] * minute} {at}'
                       for kind in names.TOKEN_TYPES]  # fmt: skip
+        lines += [f"{metric.name} {value} {at}" for metric, value in BLOCK.items()]
         lines += [
             f"{names.ACTIVE_SESSIONS.name} {len(SESSIONS)} {at}",
             f'{names.HOOK_EVENTS.name}{{event="PreToolUse"}} {30 * minute} {at}',
@@ -132,7 +137,8 @@ def test_panels_cover_the_issue_and_every_query_names_contract_metrics() -> None
     for wanted in ("Context usage per session", "Top 5 sessions by context usage",
                    "Threshold crossings", "Checkpoints", "Tokens saved by checkpoints",
                    "Tokens per minute by type", "Tokens per minute by model", "Cost by model",
-                   "Active sessions", "Burn rate"):  # fmt: skip
+                   "Active sessions", "Burn rate", "Block tokens", "Block cost",
+                   "Block burn rate (tokens/min)", "Projected cost at block end"):  # fmt: skip
         assert wanted in titles
     known = {m.name for m in names.ALL} | {f"{names.HTTP_DURATION.name}_bucket"}
     for panel in panels():
@@ -172,6 +178,9 @@ def value_of(server: VictoriaMetrics, now: float, title: str, ref: str = "A") ->
 def test_panel_figures_are_the_known_data(vm: tuple[VictoriaMetrics, float]) -> None:
     server, now = vm
     assert value_of(server, now, "Active sessions") == {",,,": 3}
+    assert value_of(server, now, "Block cost") == {",,,": 12.5}
+    assert value_of(server, now, "Projected tokens at block end") == {",,,": 9_000_000}
+    assert value_of(server, now, "Block time left") == {",,,": 5_400}
     assert value_of(server, now, "Context tokens, all sessions") == {",,,": 380_000}
     assert value_of(server, now, "Average context usage")[",,,"] == pytest.approx(190 / 3)
     assert value_of(server, now, "Sessions over 70 % / 90 %", "A") == {",,,": 2}
