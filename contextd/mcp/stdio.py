@@ -91,12 +91,12 @@ def _remarked(item: object, structured: dict[str, Any], marked: dict[str, Any]) 
     return {**item, "text": json.dumps(marked, indent=2, ensure_ascii=False)} if same else item
 
 
-def local_user(state_dir: Path) -> str:
+def local_user(state_dir: Path, mode: str = "hmac") -> str:
     """The local user's id as the daemon computes it, when its install secret exists; else an
     id for this process only (nothing is written to the state directory)."""
     if (state_dir / "install.secret").is_file():
-        return local_user_id(install_secret(state_dir))
-    return local_user_id(secrets.token_bytes(32))
+        return local_user_id(install_secret(state_dir), mode)
+    return local_user_id(secrets.token_bytes(32), mode)
 
 
 def _log_to_stderr() -> None:
@@ -122,7 +122,7 @@ def serve_stdio(settings: Settings) -> int:
 
 async def _serve(settings: Settings, roots: list[Path]) -> int:
     client = DaemonClient(settings.socket, token=settings.token)
-    user = local_user(settings.db.parent)
+    user = local_user(settings.db.parent, settings.identity_hash)
     backend: RemoteBackend | LocalBackend
     if await client.answers():
         backend = RemoteBackend(client, settings.engine, user)
