@@ -22,6 +22,8 @@ import orjson
 
 from contextd import __version__
 from contextd.config import Settings, load_settings
+from contextd.entry import LEAN_COMMANDS
+from contextd.entry import main as entry_main
 from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
@@ -54,6 +56,12 @@ def _common(parser: argparse.ArgumentParser, *, json: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="contextd", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"contextd {__version__}")
+    # The common options are also taken before the command (``contextd --config F install``).
+    parser.add_argument("--config", dest="g_config", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--db", dest="g_db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--config-dir", dest="g_config_dir", action="append", default=[],
+                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--socket", dest="g_socket", type=Path, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     scan = sub.add_parser("scan", help="ingest new transcript lines once and exit")
     _common(scan)
@@ -67,7 +75,50 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
     sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
+    _integration_commands(sub)
     return parser
+
+
+def _integration_commands(sub: Any) -> None:
+    for name, text in (
+        ("install", "wire hooks, the MCP server and the status line into Claude Code's settings"),
+        ("uninstall", "remove contextd's entries from Claude Code's settings"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        _common(cmd, json=False)
+        cmd.add_argument(
+            "--scope",
+            choices=["user", "project"],
+            default="user",
+            help="user: $CLAUDE_CONFIG_DIR or ~/.claude (default); project: ./.claude",
+        )
+        cmd.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+        if name == "install":
+            cmd.add_argument(
+                "--force", action="store_true", help="replace a status line of your own"
+            )
+            cmd.add_argument(
+                "--no-statusline", action="store_true", help="leave the status line alone"
+            )
+            cmd.add_argument(
+                "--hook-type",
+                choices=["http", "command"],
+                default="http",
+                help="command: for Claude Code versions without http hooks",
+            )
+    for name, text in (
+        (
+            "statusline",
+            "print a status line from Claude Code's JSON on stdin and forward it to the daemon",
+        ),
+        ("hook", "forward a command hook's payload on stdin to the daemon"),
+    ):
+        cmd = sub.add_parser(name, help=text)  # run by contextd.entry, before this parser
+        for option in ("--config", "--db", "--socket"):
+            cmd.add_argument(option)
+    doctor = sub.add_parser("doctor", help="check the Claude Code wiring and the daemon")
+    _common(doctor, json=False)
+    doctor.add_argument("--scope", choices=["user", "project"], default="user")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -115,13 +166,14 @@ def _tokens(n: int) -> str:
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A table of session views (:func:`contextd.views.session_view` dicts)."""
     now = time.time()
-    header = ("SESSION", "PROJECT", "MODEL", "CONTEXT", "USE%", "STATE", "CKPT", "SAVED",
-              "TOKENS", "STATUS", "LAST")  # fmt: skip
+    header = ("SESSION", "PROJECT", "MODEL", "TYPE", "CONTEXT", "USE%", "STATE", "CKPT",
+              "SAVED", "TOKENS", "STATUS", "LAST")  # fmt: skip
     lines = [header]
     for r in rows:
         last = datetime.fromisoformat(r["last_activity"]).timestamp()
         lines.append((
             r["session_id"][:8], (r["project"] or "-")[:24], (r["model"] or "-")[:26],
+            r.get("session_type") or "unknown",
             f"{_tokens(r['context_tokens'])}/{_tokens(r['context_window'])}",
             f"{r['context_percent']:.1f}", r["threshold_state"].upper(), str(r["checkpoints"]),
             _tokens(r["tokens_saved"]), _tokens(r["tokens"]["total"]), r["status"],
@@ -235,12 +287,54 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     return serve_stdio(settings)
 
 
+def _forwarded(args: argparse.Namespace) -> list[str]:
+    """The options given here that the commands Claude Code runs must get too."""
+    out: list[str] = []
+    for option, value in (("--config", args.config), ("--db", args.db),
+                          ("--socket", args.socket)):  # fmt: skip
+        if value is not None:
+            out += [option, str(value.expanduser().absolute())]
+    return out
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from contextd.integrate import install  # noqa: PLC0415
+
+    targets = install.Targets.for_scope(args.scope)
+    say = _say
+    if args.command == "uninstall":
+        install.uninstall(targets, say=say, dry_run=args.dry_run)
+        return 0
+    install.install(_settings(args), targets, say=say, dry_run=args.dry_run, force=args.force,
+                    statusline=not args.no_statusline, hook_type=args.hook_type,
+                    extra_args=_forwarded(args))  # fmt: skip
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from contextd.integrate import doctor, install  # noqa: PLC0415
+
+    return doctor.run(_settings(args), install.Targets.for_scope(args.scope), say=_say)
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
-             "mcp": _cmd_mcp}  # fmt: skip
+             "mcp": _cmd_mcp, "install": _cmd_install, "uninstall": _cmd_install,
+             "doctor": _cmd_doctor}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in LEAN_COMMANDS:  # normally dispatched before this module loads
+        return entry_main(argv)
     args = build_parser().parse_args(argv)
+    for name in ("config", "db", "socket"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(args, f"g_{name}"))
+    args.config_dir = [*args.g_config_dir, *args.config_dir]
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:
