@@ -4,7 +4,10 @@ they are dispatched here, before :mod:`contextd.cli` and its imports are loaded.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # keeps typing out of the status line's start-up
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 LEAN_COMMANDS = frozenset({"statusline", "hook"})
 
@@ -14,7 +17,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in LEAN_COMMANDS:
         from contextd import statusline  # noqa: PLC0415
 
-        return statusline.main(args)
+        code = statusline.main(args)
+        if argv is None:  # the console script: nothing left to clean up
+            statusline.exit_now(code)
+        return code
     from contextd import cli  # noqa: PLC0415
 
     return cli.main(args)

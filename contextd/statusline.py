@@ -35,11 +35,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, BinaryIO
 
-from contextd.paths import runtime_dir, state_dir
+from contextd.paths import runtime_home, state_home
+
+TYPE_CHECKING = False  # typing, collections.abc and pathlib cost milliseconds to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, BinaryIO
+
+    StrPath = str | os.PathLike[str]
 
 USAGE_FILE = "usage-block.json"
 USAGE_MAX_AGE = 900.0
@@ -81,7 +85,8 @@ def lean_settings(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]
         import tomllib  # noqa: PLC0415 (only when a file is given)
 
         try:
-            values.update(tomllib.loads(Path(opts["config"]).read_text(encoding="utf-8")))
+            with open(opts["config"], "rb") as fh:
+                values.update(tomllib.load(fh))
         except (OSError, ValueError) as exc:
             raise UsageError(f"config file {opts['config']}: {exc}") from None
     for key in ("db", "socket", "host", "port", "token", "identity_hash", "warn_percent",
@@ -92,8 +97,12 @@ def lean_settings(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]
     values.update({k: v for k, v in opts.items() if k != "config"})
     try:
         return {
-            "db": Path(values.get("db") or state_dir(env) / "contextd.db").expanduser(),
-            "socket": Path(values.get("socket") or runtime_dir(env) / "contextd.sock").expanduser(),
+            "db": os.path.expanduser(
+                values.get("db") or os.path.join(state_home(env), "contextd.db")
+            ),
+            "socket": os.path.expanduser(
+                values.get("socket") or os.path.join(runtime_home(env), "contextd.sock")
+            ),
             "host": str(values.get("host", "127.0.0.1")),
             "port": int(values.get("port", 7323)),
             "token": values.get("token"),
@@ -152,7 +161,7 @@ def context_part(payload: Mapping[str, Any], warn: float, critical: float, color
     return f"{text} {_paint(f'{percent:.0f}%', colour, color)}"
 
 
-def block_part(payload: Mapping[str, Any], usage_file: Path | None, now: float) -> str | None:
+def block_part(payload: Mapping[str, Any], usage_file: StrPath | None, now: float) -> str | None:
     """The 5-hour block: Claude Code's figure, else the daemon's file, else nothing."""
     used = _number(_get(payload, "rate_limits", "five_hour", "used_percentage"))
     if used is not None:
@@ -160,7 +169,8 @@ def block_part(payload: Mapping[str, Any], usage_file: Path | None, now: float) 
     if usage_file is None:
         return None
     try:
-        data = json.loads(usage_file.read_bytes())
+        with open(usage_file, "rb") as fh:
+            data = json.loads(fh.read())
     except (OSError, ValueError):
         return None
     updated = _number(_get(data, "updated_at"))
@@ -179,7 +189,7 @@ def status_text(
     warn: float = 70.0,
     critical: float = 90.0,
     color: bool = True,
-    usage_file: Path | None = None,
+    usage_file: StrPath | None = None,
     now: float | None = None,
 ) -> str:
     """The status line for one status-line payload."""
@@ -242,12 +252,14 @@ def forward(path: str, payload: dict[str, Any], settings: Mapping[str, Any],
             env: Mapping[str, str]) -> int | None:  # fmt: skip
     """Add ``contextd_env`` to ``payload`` and POST it to the daemon: the unix socket first,
     then TCP. The HTTP status, or None when no daemon answered."""
-    from contextd.environment import describe  # noqa: PLC0415 (off the printing path)
+    from pathlib import Path  # noqa: PLC0415 (off the printing path, as the two below)
+
+    from contextd.environment import describe  # noqa: PLC0415
     from contextd.identity import hashed_id, identity_material, install_secret  # noqa: PLC0415
 
     extra: dict[str, str] = describe(env)
     try:
-        secret = install_secret(settings["db"].parent)
+        secret = install_secret(Path(settings["db"]).parent)
         extra["user_id"] = hashed_id(identity_material(env), secret, settings["identity_hash"])
     except OSError:
         pass  # no state directory to keep a secret in: the daemon's default user applies
@@ -273,6 +285,7 @@ def detached(work: Callable[[], object]) -> None:
         return
     try:
         os.setsid()
+        os.nice(10)  # the command that forked this child is finishing: let it have the CPU
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -304,7 +317,8 @@ def run_statusline(argv: Sequence[str], env: Mapping[str, str], stdin: BinaryIO,
         return 2
     line = status_text(payload, warn=settings["warn"], critical=settings["critical"],
                        color="NO_COLOR" not in env,
-                       usage_file=settings["db"].parent / USAGE_FILE)  # fmt: skip
+                       usage_file=os.path.join(os.path.dirname(settings["db"]),
+                                               USAGE_FILE))  # fmt: skip
     stdout.write(line.encode() + b"\n")
     stdout.flush()
     if isinstance(payload.get("session_id"), str):
@@ -330,3 +344,11 @@ def main(argv: Sequence[str]) -> int:
         return run_hook(rest, os.environ, sys.stdin.buffer)
     return run_statusline(rest, os.environ, sys.stdin.buffer, sys.stdout.buffer,
                           sys.stderr.buffer)  # fmt: skip
+
+
+def exit_now(code: int) -> None:
+    """End the process without the interpreter's clean-up (modules, GC: several ms of the
+    status line's budget); everything it wrote is flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

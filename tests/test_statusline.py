@@ -88,7 +88,7 @@ def test_settings_come_from_the_file_then_the_environment_then_options(tmp_path:
     env = {"CONTEXTD_PORT": "7002", "XDG_STATE_HOME": str(tmp_path / "st")}
     got = lean_settings(["--config", str(config), "--socket=/from/option.sock"], env)
     assert (got["port"], str(got["socket"]), got["warn"]) == (7002, "/from/option.sock", 60.0)
-    assert got["db"] == tmp_path / "st" / "contextd" / "contextd.db"
+    assert got["db"] == str(tmp_path / "st" / "contextd" / "contextd.db")
     with pytest.raises(UsageError, match="unknown option"):
         lean_settings(["--verbose"], {})
     with pytest.raises(UsageError, match="needs a value"):
