@@ -7,23 +7,19 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contextd.identity import install_secret, user_id
+from tests.commands import command_env, run, wait_for_session
 from tests.otlp_receiver import receiving
 from tests.served import Served
 
 KEY = "sk-ant-api03-LEAKCHECK-9f8e7d6c5b4a39281706f5e4d3c2b1a0-ZZZZ"
 SHA = hashlib.sha256(KEY.encode()).hexdigest()
 SID = "1eac0000-0000-4000-8000-00000000c0de"
-SCRIPT = Path(sys.executable).with_name("contextd")
 EVENTS: list[dict[str, Any]] = [
     {"hook_event_name": "SessionStart", "source": "startup"},
     {"hook_event_name": "UserPromptSubmit", "prompt": f"my key is {KEY}"},
@@ -40,11 +36,8 @@ STATUS = {
 }  # fmt: skip
 
 
-def command_env(served: Served, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CONTEXTD_", "ANTHROPIC_"))}
-    return {**base, "ANTHROPIC_API_KEY": KEY, "CONTEXTD_DB": str(served.db),
-            "CONTEXTD_SOCKET": str(served.socket), "CONTEXTD_PORT": str(served.port),
-            "HOME": str(served.tmp / "home"), **extra}  # fmt: skip
+def key_env(served: Served, **extra: str) -> dict[str, str]:
+    return command_env(served, served.tmp, ANTHROPIC_API_KEY=KEY, **extra)
 
 
 def feed(served: Served, env: dict[str, str]) -> None:
@@ -52,25 +45,10 @@ def feed(served: Served, env: dict[str, str]) -> None:
     and (as Claude Code's http hooks would) the same events posted directly."""
     for event in EVENTS:
         body = {"session_id": SID, "cwd": "/home/u/leakproj", **event}
-        done = subprocess.run([str(SCRIPT), "hook"], input=json.dumps(body).encode(), env=env,
-                              capture_output=True, timeout=30, check=False)  # fmt: skip
+        done = run("hook", json.dumps(body).encode(), env)
         assert (done.returncode, done.stdout) == (0, b"")
         assert served.post("/hooks", body)[0] == 200
-    done = subprocess.run([str(SCRIPT), "statusline"], input=json.dumps(STATUS).encode(),
-                          env=env, capture_output=True, timeout=30, check=False)  # fmt: skip
-    assert done.returncode == 0
-
-
-def wait_for_user(served: Served, user: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        sessions = served.get("/api/sessions")[1]["sessions"]
-        assert isinstance(sessions, list)
-        mine = [s for s in sessions if s["session_id"] == SID]
-        if mine and mine[0]["user"] == user and mine[0]["context_tokens"] == 40_105:
-            return dict(mine[0])
-        time.sleep(0.02)
-    raise AssertionError("the forwarded session never reached the daemon")
+    assert run("statusline", json.dumps(STATUS).encode(), env).returncode == 0
 
 
 def raw_get(served: Served, path: str) -> bytes:
@@ -110,10 +88,11 @@ def test_the_key_and_its_bare_sha256_appear_nowhere(tmp_path: Path, mode: str) -
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url.removesuffix("/v1/metrics"),
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})  # fmt: skip
         try:
-            feed(served, command_env(served, CONTEXTD_IDENTITY_HASH=mode))
+            feed(served, key_env(served, CONTEXTD_IDENTITY_HASH=mode))
             expected = (user_id(install_secret(served.db.parent), KEY) if mode == "hmac"
                         else SHA[:16])  # fmt: skip
-            view = wait_for_user(served, expected)
+            view = wait_for_session(served, SID, lambda s: s["user"] == expected
+                                    and s["context_tokens"] == 40_105)  # fmt: skip
             assert view["session_type"] != "unknown"
             count = len(receiver.requests)
             receiver.wait_for_requests(count + 2)  # pushes made after the session arrived

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +23,11 @@ from contextd.statusline import (
     run_statusline,
     status_text,
 )
-from tests.served import Served, free_port
+from tests.commands import SCRIPT, command_env, run, wait_for_session
+from tests.served import Served
 
 SID = "5e551011-0000-4000-8000-00000000aaaa"
 KEY = "sk-ant-api03-statusline-test-key-0123456789"
-SCRIPT = Path(sys.executable).with_name("contextd")
 
 
 def payload(used: int | None = 150_000, window: int = 200_000, **extra: Any) -> dict[str, Any]:
@@ -134,40 +131,6 @@ def test_http_request_refuses_an_answer_that_is_not_http(tmp_path: Path) -> None
 # -- the real commands, as Claude Code runs them -------------------------------------------------
 
 
-def command_env(served: Served | None, tmp: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("CONTEXTD_", "SSH_", "TMUX", "STY", "VSCODE", "TERM_PROGRAM",
-                                 "CLAUDE_", "ANTHROPIC_"))}  # fmt: skip
-    env = {**base, "HOME": str(tmp / "home"), "CLAUDE_CONFIG_DIR": str(tmp / "claude-cfg")}
-    if served is not None:
-        env |= {"CONTEXTD_DB": str(served.db), "CONTEXTD_SOCKET": str(served.socket),
-                "CONTEXTD_PORT": str(served.port)}  # fmt: skip
-    else:  # nothing listens there
-        env |= {"CONTEXTD_DB": str(tmp / "down" / "c.db"),
-                "CONTEXTD_SOCKET": str(tmp / "down" / "c.sock"),
-                "CONTEXTD_PORT": str(free_port())}  # fmt: skip
-    return {**env, **extra}
-
-
-def run(
-    command: str, stdin: bytes, env: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([str(SCRIPT), command, *args], input=stdin, env=env,
-                          capture_output=True, timeout=30, check=False)  # fmt: skip
-
-
-def wait_for_session(served: Served, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sessions = served.get("/api/sessions")[1]["sessions"]
-        assert isinstance(sessions, list)
-        found = [s for s in sessions if s["session_id"] == SID]
-        if found and predicate(found[0]):
-            return dict(found[0])
-        time.sleep(0.02)
-    raise AssertionError("the daemon never showed the forwarded session")
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     s = Served(tmp_path / "daemon")
@@ -186,7 +149,7 @@ def test_the_status_line_is_forwarded_with_environment_and_hashed_user(
     done = run("statusline", json.dumps(payload(window=1_000_000, used=300_000)).encode(), env)
     assert done.returncode == 0
     assert done.stdout == b"Opus 4.6 \xe2\x94\x82 ctx 300.0k/1M 30% \xe2\x94\x82 $1.23\n"
-    view = wait_for_session(served, lambda s: s["context_window"] == 1_000_000)
+    view = wait_for_session(served, SID, lambda s: s["context_window"] == 1_000_000)
     assert (view["session_type"], view["entrypoint"], view["context_tokens"]) == (
         "ssh", "cli", 300_000)  # fmt: skip
     assert view["user"] == user_id(install_secret(served.db.parent), KEY)
@@ -214,7 +177,7 @@ def test_a_command_hook_is_forwarded_and_prints_nothing(served: Served, tmp_path
             "cwd": "/home/u/proj", "transcript_path": "/nowhere/x.jsonl"}  # fmt: skip
     done = run("hook", json.dumps(body).encode(), env)
     assert (done.returncode, done.stdout) == (0, b"")
-    view = wait_for_session(served, lambda s: True)
+    view = wait_for_session(served, SID, lambda s: True)
     assert (view["session_type"], view["project"]) == ("noninteractive", "proj")
     status, _ = served.get("/healthz")
     assert status == 200
@@ -231,4 +194,4 @@ def test_the_tcp_port_is_used_when_the_socket_is_elsewhere(served: Served, tmp_p
     env = command_env(served, tmp_path, CONTEXTD_SOCKET=str(tmp_path / "no.sock"))
     assert run("hook", json.dumps({"session_id": SID, "hook_event_name": "Stop"}).encode(),
                env).returncode == 0  # fmt: skip
-    wait_for_session(served, lambda s: True)
+    wait_for_session(served, SID, lambda s: True)

@@ -14,16 +14,9 @@ from contextd.cli import main
 from tests.served import Served, free_port
 
 
-@pytest.fixture
-def claude_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "claude-config"
-    root.mkdir()
-    for key in [k for k in os.environ if k.startswith("CONTEXTD_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(root))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # no `claude` found
-    return root
+@pytest.fixture(autouse=True)
+def no_claude_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # `claude` is not found
 
 
 @pytest.fixture

@@ -39,17 +39,6 @@ USER_STATE: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def claude_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "claude-config"
-    root.mkdir()
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(root))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # nothing may land in the real home
-    for key in [k for k in os.environ if k.startswith("CONTEXTD_")]:
-        monkeypatch.delenv(key)
-    return root
-
-
 def js(data: object) -> bytes:
     """JSON as Claude Code writes it (JSON.stringify(data, null, 2))."""
     return json.dumps(data, indent=2, ensure_ascii=False).encode()
