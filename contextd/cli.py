@@ -301,11 +301,10 @@ def _cmd_install(args: argparse.Namespace) -> int:
     from contextd.integrate import install  # noqa: PLC0415
 
     targets = install.Targets.for_scope(args.scope)
-    say = _say
     if args.command == "uninstall":
-        install.uninstall(targets, say=say, dry_run=args.dry_run)
+        install.uninstall(targets, say=_say, dry_run=args.dry_run)
         return 0
-    install.install(_settings(args), targets, say=say, dry_run=args.dry_run, force=args.force,
+    install.install(_settings(args), targets, say=_say, dry_run=args.dry_run, force=args.force,
                     statusline=not args.no_statusline, hook_type=args.hook_type,
                     extra_args=_forwarded(args))  # fmt: skip
     return 0

@@ -8,8 +8,10 @@ socket, else over HTTP — with a ``contextd_env`` object added::
     "contextd_env": {"session_type": "ssh", "entrypoint": "cli", "user_id": "<16 hex>"}
 
 (see :mod:`contextd.environment` and :mod:`contextd.identity`; the raw key never leaves this
-process). The forwarding runs in a detached child process, so neither command ever waits for
-the daemon: ``statusline`` prints its line and exits, and the line is the same whether the
+process), and without the fields that carry what the session said or did
+(:data:`CONTENT_FIELDS`: prompts, tool inputs and outputs, messages, summaries). The
+forwarding runs in a detached child process, so neither command ever waits for the daemon:
+``statusline`` prints its line and exits, and the line is the same whether the
 daemon is up, slow or down. ``hook`` prints nothing and always exits 0, whatever happens: a
 command hook's exit code 2 would block Claude Code's action, and its stdout would be added to
 the conversation on some events.
@@ -51,6 +53,12 @@ CONNECT_TIMEOUT = 0.1  # seconds; the child waits at most REPLY_TIMEOUT for the 
 REPLY_TIMEOUT = 2.0
 GREEN, YELLOW, RED, DIM, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[2m", "\033[0m"
 SEPARATOR = " │ "
+# What a session said and did: the daemon never keeps it, so it is not even sent (and a large
+# tool input would only push a payload over the daemon's body cap).
+CONTENT_FIELDS = frozenset({
+    "prompt", "tool_input", "tool_response", "last_assistant_message", "compact_summary",
+    "custom_instructions", "delta", "tool_calls",
+})  # fmt: skip
 
 
 class UsageError(Exception):
@@ -263,7 +271,8 @@ def forward(path: str, payload: dict[str, Any], settings: Mapping[str, Any],
         extra["user_id"] = hashed_id(identity_material(env), secret, settings["identity_hash"])
     except OSError:
         pass  # no state directory to keep a secret in: the daemon's default user applies
-    body = json.dumps({**payload, "contextd_env": extra}).encode()
+    kept = {k: v for k, v in payload.items() if k not in CONTENT_FIELDS}
+    body = json.dumps({**kept, "contextd_env": extra}).encode()
     token = settings["token"]
     for address in (str(settings["socket"]), (settings["host"], settings["port"])):
         try:

@@ -195,3 +195,16 @@ def test_the_tcp_port_is_used_when_the_socket_is_elsewhere(served: Served, tmp_p
     assert run("hook", json.dumps({"session_id": SID, "hook_event_name": "Stop"}).encode(),
                env).returncode == 0  # fmt: skip
     wait_for_session(served, SID, lambda s: True)
+
+
+@pytest.mark.slow
+def test_what_the_session_said_is_not_forwarded_so_a_huge_tool_input_still_arrives(
+    served: Served, tmp_path: Path
+) -> None:
+    body = {"session_id": SID, "hook_event_name": "PreToolUse", "tool_name": "Write",
+            "tool_use_id": "toolu_big_1", "tool_input": {"content": "x" * (2 << 20)},
+            "cwd": "/home/u/proj"}  # fmt: skip
+    assert served.post("/hooks", body)[0] == 413  # as it is, over the daemon's body cap
+    assert run("hook", json.dumps(body).encode(), command_env(served, tmp_path)).returncode == 0
+    wait_for_session(served, SID, lambda s: s["project"] == "proj")
+    assert served.get("/api/stats")[1]["ingest"]["hook_events_PreToolUse"] == 1  # type: ignore[index]

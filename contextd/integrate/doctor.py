@@ -10,7 +10,9 @@ when every check is OK, else 1.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -141,8 +143,6 @@ def _argv0(command: object) -> str | None:
         return None
     if isinstance(command, list):
         return str(command[0])
-    import shlex  # noqa: PLC0415
-
     return shlex.split(str(command))[0]
 
 
@@ -161,8 +161,6 @@ def daemon_checks(settings: Settings) -> Iterator[Check]:
         if status != 200:
             yield Check(name, False, f"/healthz answered {status}: {body[:120]!r}")
             continue
-        import json  # noqa: PLC0415
-
         health = json.loads(body)
         version = health.get("version")
         if version != __version__:
