@@ -23,7 +23,7 @@ import orjson
 from contextd import __version__
 from contextd.config import Settings, load_settings
 from contextd.entry import LEAN_COMMANDS
-from contextd.entry import main as entry_main
+from contextd.entry import main as lean_main
 from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
@@ -106,14 +106,13 @@ def _integration_commands(sub: Any) -> None:
                 default="http",
                 help="command: for Claude Code versions without http hooks",
             )
-    for name, text in (
-        (
-            "statusline",
-            "print a status line from Claude Code's JSON on stdin and forward it to the daemon",
-        ),
-        ("hook", "forward a command hook's payload on stdin to the daemon"),
-    ):
-        cmd = sub.add_parser(name, help=text)  # run by contextd.entry, before this parser
+    helps = {
+        "statusline": "print a status line from Claude Code's JSON on stdin and forward "
+        "it to the daemon",
+        "hook": "forward a command hook's payload on stdin to the daemon",
+    }
+    for name in sorted(LEAN_COMMANDS):  # normally run by contextd.entry, before this parser
+        cmd = sub.add_parser(name, help=helps[name])
         for option in ("--config", "--db", "--socket"):
             cmd.add_argument(option)
     doctor = sub.add_parser("doctor", help="check the Claude Code wiring and the daemon")
@@ -316,24 +315,30 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.run(_settings(args), install.Targets.for_scope(args.scope), say=_say)
 
 
+def _cmd_lean(args: argparse.Namespace) -> int:
+    """``statusline``/``hook`` reached through this parser (options before the command)."""
+    argv = [args.command]
+    for name in ("config", "db", "socket"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    return lean_main(argv)
+
+
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
              "mcp": _cmd_mcp, "install": _cmd_install, "uninstall": _cmd_install,
-             "doctor": _cmd_doctor}  # fmt: skip
+             "doctor": _cmd_doctor, "statusline": _cmd_lean, "hook": _cmd_lean}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in LEAN_COMMANDS:  # normally dispatched before this module loads
-        return entry_main(argv)
     args = build_parser().parse_args(argv)
     for name in ("config", "db", "socket"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(args, f"g_{name}"))
-    args.config_dir = [*args.g_config_dir, *args.config_dir]
+    args.config_dir = [*args.g_config_dir, *getattr(args, "config_dir", [])]
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:

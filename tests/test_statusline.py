@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,12 @@ def test_what_the_session_said_is_not_forwarded_so_a_huge_tool_input_still_arriv
     assert run("hook", json.dumps(body).encode(), command_env(served, tmp_path)).returncode == 0
     wait_for_session(served, SID, lambda s: s["project"] == "proj")
     assert served.get("/api/stats")[1]["ingest"]["hook_events_PreToolUse"] == 1  # type: ignore[index]
+
+
+def test_options_may_come_before_the_command(tmp_path: Path) -> None:
+    env = command_env(None, tmp_path)
+    done = subprocess.run([sys.executable, "-m", "contextd", "--db", str(tmp_path / "x.db"),
+                           "statusline"], input=json.dumps(payload()).encode(), env=env,
+                          capture_output=True, timeout=30, check=False)  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert b"ctx 150.0k/200.0k" in done.stdout
