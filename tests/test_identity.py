@@ -53,3 +53,17 @@ def test_hmac_ids_are_keyed_and_sha256_ids_are_the_plain_prefix(tmp_path: Path) 
     assert install_secret(tmp_path) == secret  # stable across calls (and restarts)
     assert local_user_id(secret, "sha256") == hashed_id(f"os-user:{getpass.getuser()}", b"",
                                                         "sha256")  # fmt: skip
+
+
+def test_the_mcp_server_takes_the_same_id_as_the_hooks_in_the_same_environment(
+    tmp_path: Path,
+) -> None:
+    from contextd.mcp.stdio import local_user  # noqa: PLC0415
+
+    secret = install_secret(tmp_path)
+    env = {"ANTHROPIC_API_KEY": KEY}
+    assert local_user(tmp_path, "hmac", env) == hashed_id(KEY, secret, "hmac")
+    assert local_user(tmp_path, "sha256", env) == hashlib.sha256(KEY.encode()).hexdigest()[:16]
+    fresh = tmp_path / "none"
+    assert local_user(fresh, "hmac", env) != local_user(fresh, "hmac", env)  # no secret: ephemeral
+    assert not fresh.exists()

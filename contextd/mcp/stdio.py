@@ -24,13 +24,14 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from contextd.config import Settings
-from contextd.identity import install_secret, local_user_id
+from contextd.identity import hashed_id, identity_material, install_secret
 from contextd.ingest.discovery import claude_roots
 from contextd.mcp.remote import DaemonClient, RemoteBackend
 from contextd.mcp.resolve import process_session
@@ -91,12 +92,14 @@ def _remarked(item: object, structured: dict[str, Any], marked: dict[str, Any]) 
     return {**item, "text": json.dumps(marked, indent=2, ensure_ascii=False)} if same else item
 
 
-def local_user(state_dir: Path, mode: str = "hmac") -> str:
-    """The local user's id as the daemon computes it, when its install secret exists; else an
-    id for this process only (nothing is written to the state directory)."""
+def local_user(state_dir: Path, mode: str = "hmac", env: Mapping[str, str] | None = None) -> str:
+    """The user's id as ``contextd hook`` computes it in the same Claude Code environment (API
+    key, account, else OS user; :mod:`contextd.identity`), when the install secret exists;
+    else an id for this process only (nothing is written to the state directory)."""
+    material = identity_material(os.environ if env is None else env)
     if (state_dir / "install.secret").is_file():
-        return local_user_id(install_secret(state_dir), mode)
-    return local_user_id(secrets.token_bytes(32), mode)
+        return hashed_id(material, install_secret(state_dir), mode)
+    return hashed_id(material, secrets.token_bytes(32), mode)
 
 
 def _log_to_stderr() -> None:
