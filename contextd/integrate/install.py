@@ -233,11 +233,14 @@ def _install_hooks(data: dict[str, Any], wiring: Wiring, where: Path) -> list[st
     if not had_hooks and not hooks:
         del data["hooks"]
     notes = []
-    target = wiring.hook_url if wiring.hook_type == "http" else "contextd hook"
-    if added:
-        notes.append(f"added hooks {', '.join(added)} → {target}")
-    if updated:
-        notes.append(f"updated hooks {', '.join(updated)} → {target}")
+    for verb, events in (("added", added), ("updated", updated)):
+        by_target: dict[str, list[str]] = {}
+        for event in events:
+            handler = wiring.handler(event)
+            target = handler.get("url") or "contextd hook"
+            by_target.setdefault(target, []).append(event)
+        notes += [f"{verb} hooks {', '.join(names)} → {target}"
+                  for target, names in by_target.items()]  # fmt: skip
     return notes
 
 
