@@ -1,3 +1,3 @@
-from contextd.cli import main
+from contextd.entry import main
 
 raise SystemExit(main())

@@ -22,6 +22,8 @@ import orjson
 from contextd import __version__
 from contextd.config import Settings, load_settings
 from contextd.daemon_client import daemon_get
+from contextd.entry import LEAN_COMMANDS
+from contextd.entry import main as lean_main
 from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
@@ -54,6 +56,12 @@ def _common(parser: argparse.ArgumentParser, *, json: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="contextd", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"contextd {__version__}")
+    # The common options are also taken before the command (``contextd --config F install``).
+    parser.add_argument("--config", dest="g_config", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--db", dest="g_db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--config-dir", dest="g_config_dir", action="append", default=[],
+                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--socket", dest="g_socket", type=Path, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     scan = sub.add_parser("scan", help="ingest new transcript lines once and exit")
     _common(scan)
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     usage = sub.add_parser("usage", help="tokens, cost, 5-hour blocks and burn rate, live")
     _common(usage)
     _usage_arguments(usage)
+    _integration_commands(sub)
     return parser
 
 
@@ -119,6 +128,47 @@ def _usage_arguments(usage: argparse.ArgumentParser) -> None:
         help="LiteLLM-format price file (reads the transcripts directly)",
     )
     add("--compact", action="store_true", help="fewer columns")
+
+
+def _integration_commands(sub: Any) -> None:
+    for name, text in (
+        ("install", "wire hooks, the MCP server and the status line into Claude Code's settings"),
+        ("uninstall", "remove contextd's entries from Claude Code's settings"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        _common(cmd, json=False)
+        cmd.add_argument(
+            "--scope",
+            choices=["user", "project"],
+            default="user",
+            help="user: $CLAUDE_CONFIG_DIR or ~/.claude (default); project: ./.claude",
+        )
+        cmd.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+        if name == "install":
+            cmd.add_argument(
+                "--force", action="store_true", help="replace a status line of your own"
+            )
+            cmd.add_argument(
+                "--no-statusline", action="store_true", help="leave the status line alone"
+            )
+            cmd.add_argument(
+                "--hook-type",
+                choices=["http", "command"],
+                default="http",
+                help="command: for Claude Code versions without http hooks",
+            )
+    helps = {
+        "statusline": "print a status line from Claude Code's JSON on stdin and forward "
+        "it to the daemon",
+        "hook": "forward a command hook's payload on stdin to the daemon",
+    }
+    for name in sorted(LEAN_COMMANDS):  # normally run by contextd.entry, before this parser
+        cmd = sub.add_parser(name, help=helps[name])
+        for option in ("--config", "--db", "--socket"):
+            cmd.add_argument(option)
+    doctor = sub.add_parser("doctor", help="check the Claude Code wiring and the daemon")
+    _common(doctor, json=False)
+    doctor.add_argument("--scope", choices=["user", "project"], default="user")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -158,13 +208,14 @@ def _ago(seconds: float) -> str:
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A table of session views (:func:`contextd.views.session_view` dicts)."""
     now = time.time()
-    header = ("SESSION", "PROJECT", "MODEL", "CONTEXT", "USE%", "STATE", "CKPT", "SAVED",
-              "TOKENS", "STATUS", "LAST")  # fmt: skip
+    header = ("SESSION", "PROJECT", "MODEL", "TYPE", "CONTEXT", "USE%", "STATE", "CKPT",
+              "SAVED", "TOKENS", "STATUS", "LAST")  # fmt: skip
     lines = [header]
     for r in rows:
         last = datetime.fromisoformat(r["last_activity"]).timestamp()
         lines.append((
             r["session_id"][:8], (r["project"] or "-")[:24], (r["model"] or "-")[:26],
+            r.get("session_type") or "unknown",
             f"{tokens_text(r['context_tokens'])}/{tokens_text(r['context_window'])}",
             f"{r['context_percent']:.1f}", r["threshold_state"].upper(), str(r["checkpoints"]),
             tokens_text(r["tokens_saved"]), tokens_text(r["tokens"]["total"]), r["status"],
@@ -358,13 +409,60 @@ def _cmd_usage(args: argparse.Namespace) -> int:
             return 0
 
 
+def _forwarded(args: argparse.Namespace) -> list[str]:
+    """The options given here that the commands Claude Code runs must get too."""
+    out: list[str] = []
+    for option, value in (("--config", args.config), ("--db", args.db),
+                          ("--socket", args.socket)):  # fmt: skip
+        if value is not None:
+            out += [option, str(value.expanduser().absolute())]
+    return out
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from contextd.integrate import install  # noqa: PLC0415
+
+    targets = install.Targets.for_scope(args.scope)
+    if args.command == "uninstall":
+        install.uninstall(targets, say=_say, dry_run=args.dry_run)
+        return 0
+    install.install(_settings(args), targets, say=_say, dry_run=args.dry_run, force=args.force,
+                    statusline=not args.no_statusline, hook_type=args.hook_type,
+                    extra_args=_forwarded(args))  # fmt: skip
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from contextd.integrate import doctor, install  # noqa: PLC0415
+
+    return doctor.run(_settings(args), install.Targets.for_scope(args.scope), say=_say)
+
+
+def _cmd_lean(args: argparse.Namespace) -> int:
+    """``statusline``/``hook`` reached through this parser (options before the command)."""
+    argv = [args.command]
+    for name in ("config", "db", "socket"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    return lean_main(argv)
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
              "mcp": _cmd_mcp, "monitor": _cmd_monitor, "stack": _cmd_stack,
-             "usage": _cmd_usage}  # fmt: skip
+             "usage": _cmd_usage, "install": _cmd_install, "uninstall": _cmd_install,
+             "doctor": _cmd_doctor, "statusline": _cmd_lean, "hook": _cmd_lean}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name in ("config", "db", "socket"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(args, f"g_{name}"))
+    args.config_dir = [*args.g_config_dir, *getattr(args, "config_dir", [])]
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -29,6 +29,7 @@ key                 environment                meaning
 ``monitor_refresh`` ``CONTEXTD_MONITOR_REFRESH`` seconds between two monitor refreshes (5)
 ``pricing``         ``CONTEXTD_PRICING``       LiteLLM-format price file over the bundled table
 ``usage_interval``  ``CONTEXTD_USAGE_INTERVAL`` seconds between usage (cost, block) refreshes
+``identity_hash``   ``CONTEXTD_IDENTITY_HASH`` user ids: ``hmac`` (keyed, default) or ``sha256``
 ==================  =========================  ==========================================
 """
 
@@ -41,26 +42,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from contextd.errors import ConfigError
+from contextd.identity import IDENTITY_HASHES
 from contextd.ingest.tailer import DEFAULT_MAX_LINE
+from contextd.paths import runtime_dir, state_dir
 from contextd.sessions import EngineConfig
 
-
-def state_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_STATE_HOME/contextd`` (``~/.local/state/contextd``)."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "contextd"
+__all__ = ["DEFAULT_PORT", "LOOPBACK", "Settings", "load_settings", "runtime_dir", "state_dir"]
 
 
 DEFAULT_PORT = 7323
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_RUNTIME_DIR/contextd``, else ``<state dir>/run``: where the unix socket lives."""
-    env = os.environ if env is None else env
-    runtime = env.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "contextd" if runtime else state_dir(env) / "run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +73,7 @@ class Settings:
     monitor_refresh: float = 5.0
     pricing: Path | None = None
     usage_interval: float = 5.0
+    identity_hash: str = "hmac"
 
     @property
     def loopback(self) -> bool:
@@ -127,6 +119,12 @@ def _text(name: str, value: object) -> str:
     return value
 
 
+def _identity_hash(name: str, value: object) -> str:
+    if value not in IDENTITY_HASHES:
+        raise ConfigError(f"{name}: expected one of {', '.join(IDENTITY_HASHES)}, got {value!r}")
+    return str(value)
+
+
 def _strings(name: str, value: object) -> tuple[str, ...]:
     items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
@@ -139,7 +137,7 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
     "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
-    "pricing": _path, "usage_interval": _float,
+    "pricing": _path, "usage_interval": _float, "identity_hash": _identity_hash,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,

@@ -53,7 +53,7 @@ class Daemon:
         self.clock = clock
         self.started_at = clock()
         self.roots: list[Path] = claude_roots(settings.config_dirs)
-        self.user = local_user_id(install_secret(settings.db.parent))
+        self.user = local_user_id(install_secret(settings.db.parent), settings.identity_hash)
         self.tool_uses = ToolUseIndex()
         # Published values (replaced whole, never mutated).
         self.sessions: tuple[SessionSnapshot, ...] = ()

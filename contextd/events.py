@@ -14,12 +14,18 @@ from contextd.models import TokenCounts
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where and in what a session runs, as a line or payload reports it."""
+    """Where and in what a session runs, as a line or payload reports it.
+
+    ``session_type`` and ``user`` come only from contextd's own commands (``contextd hook``,
+    ``contextd statusline``), which see the session's environment: the first ones seen stick.
+    """
 
     cwd: str | None = None
     git_branch: str | None = None
     version: str | None = None
     entrypoint: str | None = None
+    session_type: str | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,16 @@ A user id is the first 16 hex characters of HMAC-SHA-256 over some identifying m
 API key, an OAuth token, an account uuid or the OS user name) keyed with a per-install secret
 (a 0600 file in the state directory). So no raw key is ever stored, logged or exported, and
 ids do not link across installs. ``plain_sha256`` offers the anthropic-spy convention
-(SHA-256[:16] of the material) for tools that share ids across installs.
+(SHA-256[:16] of the material) for tools that share ids across installs (setting
+``identity_hash = "sha256"``).
+
+Which material (:func:`identity_material`), first found wins: ``ANTHROPIC_API_KEY``,
+``ANTHROPIC_AUTH_TOKEN``, ``CLAUDE_CODE_OAUTH_TOKEN`` (the key itself, so the sha256 option
+matches other tools), then the OAuth account uuid in Claude Code's ``.claude.json``
+(``oauthAccount.accountUuid``, as ``account:<uuid>``), then the OS user (``os-user:<name>``).
+The daemon cannot see a key; ``contextd hook`` and ``contextd statusline``, which run in
+Claude Code's environment, compute the id there and send only the id. This module uses the
+standard library only: it is on the status line's start-up path.
 """
 
 from __future__ import annotations
@@ -16,9 +25,13 @@ import os
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 USER_ID = re.compile(r"^[0-9a-f]{16}$")
+IDENTITY_HASHES = ("hmac", "sha256")
+KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+_ACCOUNT = re.compile(rb'"accountUuid"\s*:\s*"([0-9A-Za-z-]{1,64})"')
 
 
 def install_secret(state_dir: Path) -> bytes:
@@ -53,9 +66,43 @@ def plain_sha256(material: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def local_user_id(secret: bytes) -> str:
+def os_user_material() -> str:
+    return f"os-user:{getpass.getuser()}"
+
+
+def local_user_id(secret: bytes, mode: str = "hmac") -> str:
     """The id of the OS user running this process (no API key is visible to the daemon)."""
-    return user_id(secret, f"os-user:{getpass.getuser()}")
+    return hashed_id(os_user_material(), secret, mode)
+
+
+def hashed_id(material: str, secret: bytes, mode: str) -> str:
+    """The user id of ``material``: keyed (``hmac``) or plain (``sha256``)."""
+    return plain_sha256(material) if mode == "sha256" else user_id(secret, material)
+
+
+def account_uuid(claude_json: Path) -> str | None:
+    """``oauthAccount.accountUuid`` of Claude Code's ``.claude.json``, found without parsing
+    the whole file (it can be megabytes, and the status line runs often)."""
+    try:
+        raw = claude_json.read_bytes()
+    except OSError:
+        return None
+    start = raw.find(b'"oauthAccount"')
+    found = _ACCOUNT.search(raw, start, start + 4096) if start >= 0 else None
+    return found.group(1).decode() if found else None
+
+
+def identity_material(env: Mapping[str, str]) -> str:
+    """What identifies the user of a Claude Code session whose environment is ``env``."""
+    for name in KEY_VARIABLES:
+        if env.get(name):
+            return env[name]
+    config = env.get("CLAUDE_CONFIG_DIR")
+    claude_json = Path(config) / ".claude.json" if config else Path.home() / ".claude.json"
+    account = account_uuid(claude_json)
+    if account:
+        return f"account:{account}"
+    return os_user_material()
 
 
 class ToolUseIndex:

@@ -143,6 +143,7 @@ class SessionSnapshot:
     context_at: float | None = None
     window_tokens: int = 200_000
     window_source: WindowSource = WindowSource.CONFIG
+    session_type: str | None = None  # see contextd.environment; None: not reported (yet)
     tokens: TokenCounts = ZERO_TOKENS
     sidechain_tokens: TokenCounts = ZERO_TOKENS
     by_model: tuple[ModelUsage, ...] = ()

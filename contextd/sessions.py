@@ -113,6 +113,7 @@ class _Session:
     context_at: float | None = None
     window_tokens: int = 200_000
     window_source: WindowSource = WindowSource.CONFIG
+    session_type: str | None = None
     # Running totals as mutable integers [input, output, cache_creation, cache_read] (and, per
     # model, a fifth: responses); frozen into TokenCounts only when a snapshot is taken.
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
@@ -158,6 +159,7 @@ class _Session:
             context_at=self.context_at,
             window_tokens=self.window_tokens,
             window_source=self.window_source,
+            session_type=self.session_type,
             tokens=TokenCounts(*self.tokens),
             sidechain_tokens=TokenCounts(*self.sidechain_tokens),
             by_model=tuple(
@@ -200,6 +202,7 @@ class _Session:
             context_at=snap.context_at,
             window_tokens=snap.window_tokens,
             window_source=snap.window_source,
+            session_type=snap.session_type,
             tokens=_ints(snap.tokens),
             sidechain_tokens=_ints(snap.sidechain_tokens),
             by_model={m.model: [*_ints(m.tokens), m.responses] for m in snap.by_model},
@@ -420,6 +423,10 @@ class SessionManager:
                 session.entrypoint = origin.entrypoint or session.entrypoint
             if origin.cwd and (earliest or session.project is None):
                 session.project = project_name(origin.cwd)
+            if origin.session_type and session.session_type is None:
+                session.session_type = origin.session_type
+            if origin.user and session.user in (None, self.config.default_user):
+                session.user = origin.user  # a reported user beats the default, once
         if session.status in (SessionStatus.ENDED, SessionStatus.SUPERSEDED):
             # Lines written around the end (another clock than the hook's) do not revive it;
             # a SessionStart does (see _apply_start), and so does activity well after the end.

@@ -52,6 +52,7 @@ def session_view(snap: SessionSnapshot, config: EngineConfig) -> dict[str, objec
         "git_branch": snap.git_branch,
         "claude_version": snap.version,
         "entrypoint": snap.entrypoint,
+        "session_type": snap.session_type or "unknown",
         "started_at": iso(snap.started_at),
         "last_activity": iso(snap.last_activity),
         "ended_at": iso(snap.ended_at),

@@ -32,13 +32,24 @@ class Served:
         self.socket = tmp / "run" / "contextd.sock"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, wait: bool = True, env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        *,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        log_level: str = "warning",
+        log_file: Path | None = None,
+    ) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CONTEXTD_", "OTEL_"))}
         env = {**base, "CONTEXTD_TICK_INTERVAL": "0.5", **(env or {})}
         argv = [sys.executable, "-m", "contextd", "serve", "--port", str(self.port),
                 "--config-dir", str(self.root), "--db", str(self.db),
-                "--socket", str(self.socket), "--log-level", "warning"]  # fmt: skip
-        self.proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
+                "--socket", str(self.socket), "--log-level", log_level]  # fmt: skip
+        if log_file is None:
+            self.proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
+        else:
+            with log_file.open("ab") as log:  # the child keeps its own copy of the descriptor
+                self.proc = subprocess.Popen(argv, env=env, stderr=log)
         if wait:
             self.wait_ready()
 

@@ -199,7 +199,7 @@ def make_sessions(served: Served) -> str:
 
 def attrs(sid: str, user: str, **extra: str) -> Attrs:
     labels = {"session_id": sid, "project": Path(CWD[sid]).name, "model": MODEL[sid],
-              "user": user, **extra}  # fmt: skip
+              "user": user, "session_type": "unknown", **extra}  # fmt: skip
     return frozenset(labels.items())
 
 

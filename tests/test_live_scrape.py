@@ -297,7 +297,7 @@ class Live:
     def labels(self, plan: Plan) -> dict[str, str]:
         """A session's series labels, with the ones every scrape adds."""
         return {"session_id": plan.session_id, "project": f"proj-{plan.session_id}",
-                "model": plan.model, "user": self.user, "job": JOB,
+                "model": plan.model, "user": self.user, "session_type": "unknown", "job": JOB,
                 "instance": self.instance}  # fmt: skip
 
     def named(self, metric: names.Metric, plan: Plan) -> dict[str, str]:

@@ -78,6 +78,7 @@ class Plan:
             "project": f"proj-{self.session_id}",
             "model": "claude-opus-4-6[1m]" if self.window == 1_000_000 else "claude-sonnet-4-5",
             "user": "0123456789abcdef",
+            "session_type": "unknown",
         }
 
     def snapshot(self, at: int) -> SessionSnapshot:

@@ -350,3 +350,37 @@ def test_bad_query_parameters_get_a_4xx_naming_the_field(
     response = client.get(path)
     assert response.status_code == status
     assert response.json()["field"] == field
+
+
+def test_contextd_env_sets_session_type_and_user_once(client: TestClient) -> None:
+    env = {"session_type": "ssh", "entrypoint": "cli", "user_id": "00112233aabbccdd"}
+    assert hook(client, "SessionStart", source="startup", contextd_env=env) == 200
+    later = {"session_type": "tmux", "user_id": "ffffffffffffffff"}
+    assert hook(client, "Stop", contextd_env=later) == 200
+    (view,) = client.get("/api/sessions").json()["sessions"]
+    assert (view["session_type"], view["user"], view["entrypoint"]) == (
+        "ssh", "00112233aabbccdd", "cli")  # fmt: skip
+    metrics = client.get("/metrics").text
+    assert f'session_id="{SID}",session_type="ssh",user="00112233aabbccdd"' in metrics
+
+
+def test_a_session_nobody_described_is_of_unknown_type(client: TestClient, daemon: Daemon) -> None:
+    assert hook(client, "SessionStart", source="startup") == 200
+    (view,) = client.get("/api/sessions").json()["sessions"]
+    assert (view["session_type"], view["user"]) == ("unknown", daemon.user)
+    assert 'session_type="unknown"' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [({"session_type": "spaceship"}, "contextd_env.session_type"),
+     ({"user_id": "sk-ant-api03-raw-key"}, "contextd_env.user_id"),
+     ({"session_type": 7}, "contextd_env.session_type"), ("ssh", "contextd_env")],
+)  # fmt: skip
+def test_a_bad_contextd_env_is_422_naming_the_field(
+    client: TestClient, env: object, field: str
+) -> None:
+    body = {"session_id": SID, "hook_event_name": "Stop", "contextd_env": env}
+    response = client.post("/hooks", json=body)
+    assert (response.status_code, response.json()["field"]) == (422, field)
+    assert client.get("/api/sessions").json()["sessions"] == []

@@ -437,3 +437,20 @@ def test_a_checkpoint_without_its_after_figure_does_not_recount_the_stale_contex
     s = m.session(SID)
     assert s is not None
     assert s.warn_crossings == 2  # re-armed by the checkpoint, counted on the next real figure
+
+
+def test_the_first_reported_session_type_sticks_and_a_reported_user_beats_the_default() -> None:
+    m = SessionManager(EngineConfig(default_user="d" * 16))
+    m.apply(Activity(SID, T0, Origin(cwd="/p")), T0)
+    s = m.session(SID)
+    assert s is not None
+    assert (s.session_type, s.user) == (None, "d" * 16)
+    m.apply(Activity(SID, T0 + 1, Origin(session_type="ssh", user="a" * 16)), T0 + 1)
+    m.apply(Activity(SID, T0 + 2, Origin(session_type="tmux", user="b" * 16)), T0 + 2)
+    m.apply(Activity(SID, T0 - 5, Origin(session_type="vscode")), T0 + 3)  # older, still later
+    s = m.session(SID)
+    assert s is not None
+    assert (s.session_type, s.user) == ("ssh", "a" * 16)
+    copy = SessionManager()
+    copy.adopt(s)
+    assert copy.session(SID) == s

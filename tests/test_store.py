@@ -156,3 +156,13 @@ def test_a_step_that_changed_nothing_writes_nothing(tmp_path: Path) -> None:
     assert store._conn.total_changes == before
     store.commit(m.drain(), [], {"transcript_lines": 1})  # a counter alone is a change
     assert store.counters()["transcript_lines"] == 3
+
+
+def test_the_session_type_survives_the_record_round_trip() -> None:
+    from contextd.models import SessionSnapshot, SessionStatus  # noqa: PLC0415
+    from contextd.store import snapshot_from_record, snapshot_to_record  # noqa: PLC0415
+
+    snap = SessionSnapshot("s", SessionStatus.ACTIVE, 1.0, 2.0, session_type="jupyter")
+    assert snapshot_from_record(snapshot_to_record(snap)) == snap
+    legacy = snapshot_to_record(SessionSnapshot("s", SessionStatus.ACTIVE, 1.0, 2.0))
+    assert snapshot_from_record(legacy.replace(b',"session_type":null', b"")).session_type is None

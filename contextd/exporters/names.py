@@ -32,7 +32,8 @@ class Metric:
         return self.name.removesuffix("_total") if self.kind is Kind.COUNTER else self.name
 
 
-SESSION_LABELS = ("session_id", "project", "model", "user")
+SESSION_LABELS = ("session_id", "project", "model", "user", "session_type")
+UNKNOWN_SESSION_TYPE = "unknown"  # the session_type of a session no contextd command reported
 OVERFLOW_SESSION = "_other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation")
 

@@ -8,7 +8,7 @@ label values in the order of the metric's ``labels`` in :mod:`contextd.exporters
 The cap (DESIGN.md, cardinality): of the live sessions, the ``max_series`` with the highest
 context percentage keep their own series (ties: the most recent activity first, then the
 session id); the rest are summed into one series labelled
-``session_id=names.OVERFLOW_SESSION`` with empty project, model and user. Its context
+``session_id=names.OVERFLOW_SESSION`` with empty project, model, user and session_type. Its context
 percentage is recomputed from the sums (``100 * sum(context) / sum(window)``), its duration
 is the longest one, and ``names.SESSION_SERIES_DROPPED`` says how many sessions it holds.
 """
@@ -68,7 +68,8 @@ class Series:
     """One exported per-session series: a live session, or the overflow sum."""
 
     labels: Labels
-    """session_id, project, model, user (``names.SESSION_LABELS`` order); None is ``""``."""
+    """session_id, project, model, user, session_type (``names.SESSION_LABELS`` order); None
+    is ``""``, an unreported session type ``names.UNKNOWN_SESSION_TYPE``."""
     context_tokens: int
     window_tokens: int
     percent: float
@@ -105,7 +106,13 @@ def check_max_series(max_series: int) -> int:
 
 def _series(snap: SessionSnapshot) -> Series:
     return Series(
-        (snap.session_id, snap.project or "", snap.model or "", snap.user or ""),
+        (
+            snap.session_id,
+            snap.project or "",
+            snap.model or "",
+            snap.user or "",
+            snap.session_type or names.UNKNOWN_SESSION_TYPE,
+        ),
         snap.context_tokens,
         snap.window_tokens,
         snap.percent,
@@ -133,7 +140,7 @@ def _overflow(rest: Sequence[SessionSnapshot]) -> Series:
         tokens += snap.tokens
     percent = 100.0 * context / window if window > 0 else 0.0
     return Series(
-        (names.OVERFLOW_SESSION, "", "", ""),
+        (names.OVERFLOW_SESSION, "", "", "", ""),
         context,
         window,
         percent,

@@ -8,10 +8,11 @@ here are read.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contextd.environment import SESSION_TYPES
 from contextd.events import (
     Activity,
     Compaction,
@@ -34,6 +35,18 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
+SessionType = Literal[SESSION_TYPES]  # type: ignore[valid-type]
+
+
+class ContextdEnv(_Payload):
+    """What ``contextd hook`` and ``contextd statusline`` add to a payload they forward: the
+    session's environment (:mod:`contextd.environment`) and its user's id (never a key)."""
+
+    session_type: SessionType | None = None
+    entrypoint: Word | None = None
+    user_id: UserId | None = None
+
+
 class HookPayload(_Payload):
     """What every Claude Code hook POSTs (``type: "http"`` hooks send the same JSON)."""
 
@@ -46,6 +59,7 @@ class HookPayload(_Payload):
     trigger: Word | None = None  # PreCompact / PostCompact
     model: Annotated[str, StringConstraints(max_length=128)] | None = None  # SessionStart
     tool_use_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    contextd_env: ContextdEnv | None = None
 
 
 class SessionStartPayload(_Payload):
@@ -97,12 +111,20 @@ class StatusLinePayload(_Payload):
     model: _Model | None = None
     workspace: _Workspace | None = None
     context_window: _ContextWindow | None = None
+    contextd_env: ContextdEnv | None = None
+
+
+def _origin(cwd: str | None, env: ContextdEnv | None) -> Origin | None:
+    if env is None:
+        return Origin(cwd=cwd) if cwd else None
+    return Origin(cwd=cwd, entrypoint=env.entrypoint, session_type=env.session_type,
+                  user=env.user_id)  # fmt: skip
 
 
 def hook_observations(payload: HookPayload, now: float) -> list[Observation]:
     """What one hook says about its session."""
     sid = payload.session_id
-    origin = Origin(cwd=payload.cwd) if payload.cwd else None
+    origin = _origin(payload.cwd, payload.contextd_env)
     event = payload.hook_event_name
     if event == "SessionStart":
         return [SessionStart(sid, now, payload.source or "startup", payload.model, origin)]
@@ -138,5 +160,5 @@ def status_line_observations(payload: StatusLinePayload, now: float) -> list[Obs
                 + usage.cache_read_input_tokens
             )  # fmt: skip
     model = payload.model.id if payload.model else None
-    origin = Origin(cwd=cwd) if cwd else None
+    origin = _origin(cwd, payload.contextd_env)
     return [StatusLine(payload.session_id, now, model, size, context, origin)]

@@ -27,13 +27,14 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from contextd.config import Settings
-from contextd.identity import install_secret, local_user_id
+from contextd.identity import hashed_id, identity_material, install_secret
 from contextd.ingest.discovery import claude_roots
 from contextd.mcp.fallback import FallbackBackend
 from contextd.mcp.remote import DaemonClient, RemoteBackend
@@ -94,12 +95,14 @@ def _remarked(item: object, structured: dict[str, Any], marked: dict[str, Any]) 
     return {**item, "text": json.dumps(marked, indent=2, ensure_ascii=False)} if same else item
 
 
-def local_user(state_dir: Path) -> str:
-    """The local user's id as the daemon computes it, when its install secret exists; else an
-    id for this process only (nothing is written to the state directory)."""
+def local_user(state_dir: Path, mode: str = "hmac", env: Mapping[str, str] | None = None) -> str:
+    """The user's id as ``contextd hook`` computes it in the same Claude Code environment (API
+    key, account, else OS user; :mod:`contextd.identity`), when the install secret exists;
+    else an id for this process only (nothing is written to the state directory)."""
+    material = identity_material(os.environ if env is None else env)
     if (state_dir / "install.secret").is_file():
-        return local_user_id(install_secret(state_dir))
-    return local_user_id(secrets.token_bytes(32))
+        return hashed_id(material, install_secret(state_dir), mode)
+    return hashed_id(material, secrets.token_bytes(32), mode)
 
 
 def _log_to_stderr() -> None:
@@ -125,7 +128,7 @@ def serve_stdio(settings: Settings) -> int:
 
 async def _serve(settings: Settings, roots: list[Path]) -> int:
     client = DaemonClient(settings.socket, token=settings.token)
-    user = local_user(settings.db.parent)
+    user = local_user(settings.db.parent, settings.identity_hash)
 
     def make_local() -> LocalBackend:
         from contextd.mcp.local import LocalBackend  # noqa: PLC0415 (only without a daemon)

@@ -75,7 +75,7 @@ def snap(
 
 def attrs(session_id: str, **extra: str) -> Attrs:
     base = {"session_id": session_id, "project": "spotter", "model": "claude-opus-4-6",
-            "user": "0123456789abcdef"}  # fmt: skip
+            "user": "0123456789abcdef", "session_type": "unknown"}  # fmt: skip
     return frozenset({**base, **extra}.items())
 
 
@@ -264,7 +264,7 @@ def test_otlp_reports_exactly_what_the_prometheus_collector_renders(in_memory: I
 
     assert otlp == prom
     assert (names.CONTEXT_TOKENS.name, attrs(names.OVERFLOW_SESSION, project="", model="",
-                                             user="")) in otlp  # fmt: skip
+                                             user="", session_type="")) in otlp  # fmt: skip
 
 
 def test_the_global_meter_provider_is_never_set(in_memory: InMemory) -> None:

@@ -84,8 +84,10 @@ def scrape_registry(
 
 
 def labels(session_id: str, project: str = "spotter", model: str = "claude-opus-4-6",
-           user: str = "0123456789abcdef") -> dict[str, str]:  # fmt: skip
-    return {"session_id": session_id, "project": project, "model": model, "user": user}
+           user: str = "0123456789abcdef",
+           session_type: str = "unknown") -> dict[str, str]:  # fmt: skip
+    return {"session_id": session_id, "project": project, "model": model, "user": user,
+            "session_type": session_type}  # fmt: skip
 
 
 def value(registry: CollectorRegistry, metric: names.Metric, **label_values: str) -> float | None:
@@ -178,7 +180,7 @@ def test_sessions_beyond_the_cap_are_summed_into_the_other_series() -> None:
              saved=5, tokens=TokenCounts(10, 20, 30, 40)),  # 25 %
     ]  # fmt: skip
     registry = scrape_registry(sessions, max_series=1)
-    other = labels(names.OVERFLOW_SESSION, "", "", "")
+    other = labels(names.OVERFLOW_SESSION, "", "", "", "")
 
     assert session_ids(registry) == {A, names.OVERFLOW_SESSION}
     assert registry.get_sample_value(names.CONTEXT_TOKENS.name, other) == 150_000
@@ -222,7 +224,7 @@ def test_a_cap_of_zero_sums_every_live_session_into_other() -> None:
     registry = scrape_registry([snap(A, context=1), snap(B, context=2)], max_series=0)
 
     assert session_ids(registry) == {names.OVERFLOW_SESSION}
-    other = labels(names.OVERFLOW_SESSION, "", "", "")
+    other = labels(names.OVERFLOW_SESSION, "", "", "", "")
     assert registry.get_sample_value(names.CONTEXT_TOKENS.name, other) == 3
     assert registry.get_sample_value(names.SESSION_SERIES_DROPPED.name) == 2
 
