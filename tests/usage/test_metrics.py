@@ -67,7 +67,7 @@ def scrape(usage: UsageMetrics, max_series: int = 500) -> CollectorRegistry:
 
 def labels(sid: str, project: str = "spotter") -> dict[str, str]:
     return {"session_id": sid, "project": project, "model": "claude-opus-4-6",
-            "user": "0123456789abcdef"}  # fmt: skip
+            "user": "0123456789abcdef", "session_type": names.UNKNOWN_SESSION_TYPE}  # fmt: skip
 
 
 def test_prometheus_exposes_session_costs_and_block_gauges() -> None:
@@ -84,7 +84,8 @@ def test_prometheus_exposes_session_costs_and_block_gauges() -> None:
     assert get(names.BLOCK_REMAINING.name) == 3600.0
     # Over the series cap the overflow series carries the dropped sessions' cost.
     capped = scrape(USAGE, max_series=1)
-    other = {"session_id": names.OVERFLOW_SESSION, "project": "", "model": "", "user": ""}
+    other = {"session_id": names.OVERFLOW_SESSION, "project": "", "model": "", "user": "",
+             "session_type": ""}  # fmt: skip
     assert capped.get_sample_value(names.COST.name, other) in (1.25, 0.5)
     # Without an active block only contextd_block_active is there, at 0.
     idle = scrape(UsageMetrics(USAGE.session_costs, None))
