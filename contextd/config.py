@@ -29,6 +29,8 @@ key                 environment                meaning
 ``monitor_refresh`` ``CONTEXTD_MONITOR_REFRESH`` seconds between two monitor refreshes (5)
 ``pricing``         ``CONTEXTD_PRICING``       LiteLLM-format price file over the bundled table
 ``usage_interval``  ``CONTEXTD_USAGE_INTERVAL`` seconds between usage (cost, block) refreshes
+``usage_horizon_hours`` ``CONTEXTD_USAGE_HORIZON_HOURS`` hours of usage entries the daemon
+                                               keeps (24; at least 5, one block)
 ==================  =========================  ==========================================
 """
 
@@ -82,6 +84,7 @@ class Settings:
     monitor_refresh: float = 5.0
     pricing: Path | None = None
     usage_interval: float = 5.0
+    usage_horizon_hours: float = 24.0
 
     @property
     def loopback(self) -> bool:
@@ -115,6 +118,13 @@ def _port(name: str, value: object) -> int:
     return port
 
 
+def _horizon(name: str, value: object) -> float:
+    hours = _float(name, value)
+    if not 5 <= hours < float("inf"):
+        raise ConfigError(f"{name}: at least 5 hours (one 5-hour block), got {value!r}")
+    return hours
+
+
 def _path(name: str, value: object) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{name}: expected a path")
@@ -139,7 +149,7 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
     "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
-    "pricing": _path, "usage_interval": _float,
+    "pricing": _path, "usage_interval": _float, "usage_horizon_hours": _horizon,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,

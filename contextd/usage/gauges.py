@@ -47,9 +47,13 @@ def usage_metrics(
     live_sessions: Collection[str],
     options: UsageOptions,
     now_ms: int,
+    *,
+    earlier: Mapping[str, Decimal] = MappingProxyType({}),
 ) -> UsageMetrics:
+    """The snapshot at ``now_ms``; ``earlier`` adds, per session, the cost of entries no
+    longer in ``entries`` (the daemon's horizon passed them)."""
     live = set(live_sessions)
-    costs: dict[str, Decimal] = {}
+    costs: dict[str, Decimal] = {s: earlier[s] for s in live if s in earlier}
     for e in entries:
         if e.session_id in live:
             cost = entry_cost(e, table, options.mode)

@@ -118,7 +118,7 @@ def test_otlp_exports_the_same_usage_figures() -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Daemon, TestClient, Path]]:
-    daemon = Daemon(make_settings(tmp_path))
+    daemon = Daemon(make_settings(tmp_path, usage_horizon_hours=48.0))
     root = tmp_path / "claude"
     with TestClient(build_app(daemon), base_url=BASE) as client:
         wait_for(lambda: daemon.ready)
@@ -147,10 +147,20 @@ def test_api_usage_answers_with_lines_appended_since_the_last_call(
     assert [p["project"] for p in body["projects"]] == ["web"]
     write(path, assistant("m2", "r2", out=500, inp=0, cc=0, cr=0, ts=stamp(60), session=A,
                           cwd="/home/u/web"), append=True)  # fmt: skip
-    assert client.get("/api/usage").json()["block"]["tokens"]["total"] == 1500
-    sessions = client.get("/api/usage?report=session").json()["sessions"]
-    assert [(s["session_id"], s["tokens"]["output"]) for s in sessions] == [(A, 1500)]
-    daily = client.get("/api/usage", params={"report": "daily", "timezone": "UTC"}).json()
+    live = client.get("/api/usage").json()
+    assert live["block"]["tokens"]["total"] == 1500
+    assert live["coverage"]["horizon_hours"] == 48
+    # The whole history is the CLI's to read: asked for more, the daemon names the parameter.
+    for query in ({"report": "session"}, {"report": "daily", "since": stamp(3 * 86_400)[:10]},
+                  {"since": stamp(3 * 86_400)[:10]}):  # fmt: skip
+        refused = client.get("/api/usage", params=query)
+        assert refused.status_code == 422, query
+        assert refused.json()["field"] == "since"
+    recent = {"since": stamp(120)[:10], "timezone": "UTC"}  # the entries' day, inside 48 h
+    sessions = client.get("/api/usage", params={"report": "session", **recent}).json()
+    assert sessions["coverage"]["from"] >= live["coverage"]["from"]  # it moves with now
+    assert [(s["session_id"], s["tokens"]["output"]) for s in sessions["sessions"]] == [(A, 1500)]
+    daily = client.get("/api/usage", params={"report": "daily", **recent}).json()
     assert sum(d["tokens"]["output"] for d in daily["daily"]) == 1500
     # Costs and block gauges reach /metrics once the session is live and usage refreshed.
     wait_for(lambda: any(s.session_id == A and s.live for s in daemon.sessions))
@@ -191,9 +201,15 @@ def test_contextd_usage_reads_a_running_daemon_over_its_socket(
         code = main(["usage", "--json", "--socket", str(daemon.socket), "--config-dir",
                      str(empty)])  # fmt: skip
         out, _ = capsys.readouterr()
+        # The whole history is not the daemon's (422): the CLI reads the transcripts itself.
+        daily_code = main(["usage", "daily", "--json", "--socket", str(daemon.socket),
+                           "--config-dir", str(empty)])  # fmt: skip
+        daily, _ = capsys.readouterr()
     finally:
         assert daemon.stop() == 0
     assert code == 0
     view = orjson.loads(out)
     assert view["source"] == "daemon"
     assert view["block"]["tokens"]["output"] == 700
+    assert daily_code == 0
+    assert orjson.loads(daily)["daily"] == []
