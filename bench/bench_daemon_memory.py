@@ -68,7 +68,7 @@ def one_run(corpus: Path, src: Path, extra_env: dict[str, str]) -> dict[str, flo
         [sys.executable, "-m", "contextd", "serve", "--port", str(port), "--config-dir",
          str(corpus), "--db", str(work / "state" / "contextd.db"),
          "--socket", str(work / "run" / "contextd.sock"), "--log-level", "warning"],
-        env=env,
+        env=env, cwd=src,  # -m puts the working directory first on sys.path
     )  # fmt: skip
     try:
         ready_s = wait_ready(port, proc)

@@ -23,6 +23,8 @@ class BlockGauges:
     tokens: int
     cost_usd: float
     burn_rate_tokens_per_minute: float
+    non_cache_burn_rate_tokens_per_minute: float
+    """Input + output tokens per minute: what the severity is judged on."""
     projected_tokens: int
     projected_cost_usd: float
     remaining_seconds: float
@@ -73,6 +75,7 @@ def usage_metrics(
             tokens=totals.total,
             cost_usd=float(totals.cost),
             burn_rate_tokens_per_minute=rate.tokens_per_minute,
+            non_cache_burn_rate_tokens_per_minute=rate.non_cache_per_minute,
             projected_tokens=proj.tokens,
             projected_cost_usd=float(proj.cost),
             remaining_seconds=max(block.end_ms - now_ms, 0) / 1000,

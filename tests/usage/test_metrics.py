@@ -32,6 +32,7 @@ B = "bbbbbbbb-0000-0000-0000-000000000002"
 USAGE = UsageMetrics(
     {A: 1.25, B: 0.5},
     BlockGauges(tokens=5000, cost_usd=1.75, burn_rate_tokens_per_minute=250.0,
+                non_cache_burn_rate_tokens_per_minute=120.0,
                 projected_tokens=80_000, projected_cost_usd=20.5, remaining_seconds=3600.0,
                 limit_percent=None),
 )  # fmt: skip
@@ -52,6 +53,8 @@ def test_usage_metrics_price_live_sessions_and_the_active_block() -> None:
     assert block.tokens == 2_000_080
     assert block.cost_usd == pytest.approx(25.5 + 0.002)
     assert block.remaining_seconds == 4 * 3600 + 50 * 60
+    # 1,000,080 input+output tokens since the block's first entry, 10 minutes ago.
+    assert block.non_cache_burn_rate_tokens_per_minute == 100_008.0
     assert block.limit_percent == pytest.approx(100.004)
     # 10 h later nothing is active.
     later = usage_metrics(entries, bundled_prices(), [], UsageOptions(), T0_MS + 600 * MIN)
@@ -79,6 +82,7 @@ def test_prometheus_exposes_session_costs_and_block_gauges() -> None:
     assert get(names.BLOCK_TOKENS.name) == 5000
     assert get(names.BLOCK_COST.name) == 1.75
     assert get(names.BLOCK_BURN_RATE.name) == 250.0
+    assert get(names.BLOCK_NON_CACHE_BURN_RATE.name) == 120.0
     assert get(names.BLOCK_PROJECTED_TOKENS.name) == 80_000
     assert get(names.BLOCK_PROJECTED_COST.name) == 20.5
     assert get(names.BLOCK_REMAINING.name) == 3600.0
