@@ -114,16 +114,39 @@ class SessionsScreen(Screen[None]):
             self.app.push_screen(DetailScreen(event.row_key.value))
 
 
-class DetailScreen(Screen[None]):
-    """One session: its figures, its usage history chart and its recent events."""
+class LoadingScreen(Screen[None]):
+    """A view whose figures are read in a worker when it opens and again at every refresh
+    (one read at a time: a slow source does not pile up threads)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loading: Worker[None] | None = None
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def show(self, snap: MonitorSnapshot) -> None:
+        """A refresh reloads the view too."""
+        self.reload()
+
+    def reload(self) -> None:
+        if self._loading is None or self._loading.is_finished:
+            self._loading = self.load()
+
+    def load(self) -> Worker[None]:
+        """Start reading (a ``@work(thread=True)`` method that draws what it read)."""
+        raise NotImplementedError
+
+
+class DetailScreen(LoadingScreen):
+    """One session: its figures, its usage history chart and its recent events."""
 
     def __init__(self, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
         self.loaded: SessionDetail | None = None
-        self._loading: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -138,17 +161,6 @@ class DetailScreen(Screen[None]):
             yield EventList(id="detail-events")
             yield Static("", id="detail-notes")
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.reload()
-
-    def show(self, snap: MonitorSnapshot) -> None:
-        """A refresh reloads the detail too."""
-        self.reload()
-
-    def reload(self) -> None:
-        if self._loading is None or self._loading.is_finished:
-            self._loading = self.load()
 
     @work(thread=True, group="detail")
     def load(self) -> None:
@@ -214,15 +226,12 @@ class AggregateScreen(Screen[None]):
         self.query_one("#aggregate-chart", Sparkline).data = list(agg.history)
 
 
-class UsageScreen(Screen[None]):
+class UsageScreen(LoadingScreen):
     """The current 5-hour block and the cost per session and per project (``u``)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
 
     def __init__(self) -> None:
         super().__init__()
         self.loaded: UsageSnapshot | None = None
-        self._loading: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -234,17 +243,6 @@ class UsageScreen(Screen[None]):
             yield Label("cost per project", classes="title")
             yield CostTable("project", "cost", id="usage-projects")
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.reload()
-
-    def show(self, snap: MonitorSnapshot) -> None:
-        """A refresh reloads the usage figures too."""
-        self.reload()
-
-    def reload(self) -> None:
-        if self._loading is None or self._loading.is_finished:
-            self._loading = self.load()
 
     @work(thread=True, group="usage")
     def load(self) -> None:
@@ -324,8 +322,7 @@ class MonitorApp(App[None]):
         self.snapshot = snap
         self.sub_title = snap.backend or "no data source"
         for screen in self.screen_stack:
-            if isinstance(screen, MainScreen | SessionsScreen | AggregateScreen | DetailScreen
-                          | UsageScreen):  # fmt: skip
+            if isinstance(screen, MainScreen | SessionsScreen | AggregateScreen | LoadingScreen):
                 screen.show(snap)
         self.refreshes += 1
 
