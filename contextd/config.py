@@ -30,6 +30,8 @@ key                 environment                meaning
 ``pricing``         ``CONTEXTD_PRICING``       LiteLLM-format price file over the bundled table
 ``usage_interval``  ``CONTEXTD_USAGE_INTERVAL`` seconds between usage (cost, block) refreshes
 ``identity_hash``   ``CONTEXTD_IDENTITY_HASH`` user ids: ``hmac`` (keyed, default) or ``sha256``
+``usage_horizon_hours`` ``CONTEXTD_USAGE_HORIZON_HOURS`` hours of usage entries the daemon
+                                               keeps (24; at least 5, one block)
 ==================  =========================  ==========================================
 """
 
@@ -74,6 +76,7 @@ class Settings:
     pricing: Path | None = None
     usage_interval: float = 5.0
     identity_hash: str = "hmac"
+    usage_horizon_hours: float = 24.0
 
     @property
     def loopback(self) -> bool:
@@ -107,6 +110,13 @@ def _port(name: str, value: object) -> int:
     return port
 
 
+def _horizon(name: str, value: object) -> float:
+    hours = _float(name, value)
+    if not 5 <= hours < float("inf"):
+        raise ConfigError(f"{name}: at least 5 hours (one 5-hour block), got {value!r}")
+    return hours
+
+
 def _path(name: str, value: object) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{name}: expected a path")
@@ -138,6 +148,7 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
     "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
     "pricing": _path, "usage_interval": _float, "identity_hash": _identity_hash,
+    "usage_horizon_hours": _horizon,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,

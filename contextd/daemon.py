@@ -68,8 +68,12 @@ class Daemon:
         self._otlp: OtlpExporter | None = None
         self._inbox: list[tuple[list[Observation], str, asyncio.Future[None]]] = []
         self._inbox_lock = threading.Lock()
-        # Usage accounting reads the transcripts on its own (read-only, ccusage's rules).
-        self.usage = UsageService(self.roots, load_prices(settings.pricing), clock=clock)
+        # Usage accounting reads the transcripts on its own (read-only, ccusage's rules) and
+        # keeps only the last usage_horizon_hours of entries (contextd.usage.service).
+        self.usage = UsageService(
+            self.roots, load_prices(settings.pricing), clock=clock,
+            horizon_hours=settings.usage_horizon_hours,
+        )  # fmt: skip
         self.usage_metrics: UsageMetrics = EMPTY_USAGE
 
     # -- engine thread -------------------------------------------------------------------------

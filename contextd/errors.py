@@ -6,6 +6,7 @@
     ├── ConfigError               bad settings, option or environment value (CLI exit 2)
     │   ├── ConfigDirError        a transcript root that does not exist or cannot be read
     │   └── OptionError           a bad ``contextd usage`` option / ``/api/usage`` parameter
+    │       └── NotKeptError      a valid period the daemon no longer keeps (HTTP 422)
     ├── StoreError                the SQLite store cannot be opened, migrated or written
     │   ├── SchemaVersionError    the database was written by a newer contextd
     │   └── StoreLockedError      another process (the daemon) is the database's writer
@@ -41,6 +42,10 @@ class OptionError(ConfigError):
         super().__init__(f"--{field.replace('_', '-')}: {message}")
         self.field = field
         self.detail = message
+
+
+class NotKeptError(OptionError):
+    """The period asked for starts before the usage entries the daemon keeps (its horizon)."""
 
 
 class StoreError(ContextdError):

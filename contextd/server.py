@@ -41,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from contextd import __version__
 from contextd.config import Settings
 from contextd.daemon import Daemon
-from contextd.errors import ConfigError, OptionError, StoreError
+from contextd.errors import ConfigError, NotKeptError, OptionError, StoreError
 from contextd.events import Compaction
 from contextd.exporters import names
 from contextd.exporters.prometheus import SessionCollector, render
@@ -468,9 +468,13 @@ class Api:
 
         def compute() -> dict[str, object]:
             service.refresh()  # lines appended since the last refresh are in this answer
-            return {**service.report(report, options), "source": "daemon"}
+            answer = service.report(report, options)
+            return {**answer, "source": "daemon", "coverage": service.coverage()}
 
-        return json_response(await asyncio.to_thread(compute))
+        try:
+            return json_response(await asyncio.to_thread(compute))
+        except NotKeptError as exc:  # older than the daemon keeps: the CLI reads transcripts
+            return problem(422, exc.detail, exc.field)
 
     async def healthz(self, request: Request) -> Response:
         daemon = self.daemon

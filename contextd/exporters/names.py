@@ -132,6 +132,11 @@ BLOCK_BURN_RATE = Metric(
     "contextd_block_burn_rate_tokens_per_minute", Kind.GAUGE, "",
     "Tokens per minute in the active block over the recent burn-rate window.",
 )  # fmt: skip
+BLOCK_NON_CACHE_BURN_RATE = Metric(
+    "contextd_block_burn_rate_non_cache_tokens_per_minute", Kind.GAUGE, "",
+    "Input and output tokens per minute in the active block over the recent burn-rate "
+    "window: what the burn-rate severity is judged on (MODERATE from 500, HIGH from 1000).",
+)  # fmt: skip
 BLOCK_PROJECTED_TOKENS = Metric(
     "contextd_block_projected_tokens", Kind.GAUGE, "tokens",
     "Tokens the active block will have used at its end if the burn rate holds.",
@@ -146,8 +151,8 @@ BLOCK_REMAINING = Metric(
 )  # fmt: skip
 
 USAGE: tuple[Metric, ...] = (
-    BLOCK_ACTIVE, BLOCK_TOKENS, BLOCK_COST, BLOCK_BURN_RATE, BLOCK_PROJECTED_TOKENS,
-    BLOCK_PROJECTED_COST, BLOCK_REMAINING,
+    BLOCK_ACTIVE, BLOCK_TOKENS, BLOCK_COST, BLOCK_BURN_RATE, BLOCK_NON_CACHE_BURN_RATE,
+    BLOCK_PROJECTED_TOKENS, BLOCK_PROJECTED_COST, BLOCK_REMAINING,
 )  # fmt: skip
 """Gauges of the active 5-hour block (no labels: one machine, one block)."""
 ALL: tuple[Metric, ...] = PER_SESSION + SELF + USAGE

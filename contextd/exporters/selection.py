@@ -226,6 +226,7 @@ def usage_samples(usage: UsageMetrics) -> Samples:
         names.BLOCK_TOKENS: [((), block.tokens)],
         names.BLOCK_COST: [((), block.cost_usd)],
         names.BLOCK_BURN_RATE: [((), block.burn_rate_tokens_per_minute)],
+        names.BLOCK_NON_CACHE_BURN_RATE: [((), block.non_cache_burn_rate_tokens_per_minute)],
         names.BLOCK_PROJECTED_TOKENS: [((), block.projected_tokens)],
         names.BLOCK_PROJECTED_COST: [((), block.projected_cost_usd)],
         names.BLOCK_REMAINING: [((), block.remaining_seconds)],

@@ -1,4 +1,5 @@
-"""The Textual app of ``contextd monitor``: the main view, sessions, detail, aggregate, help.
+"""The Textual app of ``contextd monitor``: the main view, sessions, detail, aggregate, usage,
+help.
 
 Reads run in worker threads (the sources are blocking HTTP clients); results come back to
 the UI thread with ``call_from_thread`` and are drawn by every screen on the stack, so a screen
@@ -28,9 +29,12 @@ from contextd.monitor.data import (
     Thresholds,
 )
 from contextd.monitor.data import Source as DataSource
+from contextd.monitor.usage import UsageSnapshot, read_usage
 from contextd.monitor.widgets import (
     AggregatePanel,
     Banner,
+    BlockPanel,
+    CostTable,
     EventList,
     HealthLine,
     HistoryChart,
@@ -47,10 +51,13 @@ HELP = """\
   [b]r[/b]      refresh now
   [b]s[/b]      all sessions (arrows to move, Enter for a session's detail)
   [b]a[/b]      aggregate view
+  [b]u[/b]      usage: the current 5-hour block (tokens, cost, burn rate, projection) and
+         the cost per session and per project
   [b]?[/b]      this help
   [b]Esc[/b]    back
 
 Badges: OK below {warn:g} %, WARNING from {warn:g} %, CRITICAL from {critical:g} %.
+Burn rate (input + output tokens a minute): NORMAL, MODERATE from 500, HIGH from 1,000.
 Data: PromQL (Prometheus or VictoriaMetrics); the daemon's JSON API when no backend answers.
 """
 
@@ -107,16 +114,39 @@ class SessionsScreen(Screen[None]):
             self.app.push_screen(DetailScreen(event.row_key.value))
 
 
-class DetailScreen(Screen[None]):
-    """One session: its figures, its usage history chart and its recent events."""
+class LoadingScreen(Screen[None]):
+    """A view whose figures are read in a worker when it opens and again at every refresh
+    (one read at a time: a slow source does not pile up threads)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loading: Worker[None] | None = None
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def show(self, snap: MonitorSnapshot) -> None:
+        """A refresh reloads the view too."""
+        self.reload()
+
+    def reload(self) -> None:
+        if self._loading is None or self._loading.is_finished:
+            self._loading = self.load()
+
+    def load(self) -> Worker[None]:
+        """Start reading (a ``@work(thread=True)`` method that draws what it read)."""
+        raise NotImplementedError
+
+
+class DetailScreen(LoadingScreen):
+    """One session: its figures, its usage history chart and its recent events."""
 
     def __init__(self, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
         self.loaded: SessionDetail | None = None
-        self._loading: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -131,17 +161,6 @@ class DetailScreen(Screen[None]):
             yield EventList(id="detail-events")
             yield Static("", id="detail-notes")
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.reload()
-
-    def show(self, snap: MonitorSnapshot) -> None:
-        """A refresh reloads the detail too."""
-        self.reload()
-
-    def reload(self) -> None:
-        if self._loading is None or self._loading.is_finished:
-            self._loading = self.load()
 
     @work(thread=True, group="detail")
     def load(self) -> None:
@@ -207,6 +226,41 @@ class AggregateScreen(Screen[None]):
         self.query_one("#aggregate-chart", Sparkline).data = list(agg.history)
 
 
+class UsageScreen(LoadingScreen):
+    """The current 5-hour block and the cost per session and per project (``u``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: UsageSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="usage-view"):
+            yield Static("loading…", id="usage-source")
+            yield BlockPanel(id="usage-block-panel")
+            yield Label("cost per session", classes="title")
+            yield CostTable("session", "project", "cost", id="usage-sessions")
+            yield Label("cost per project", classes="title")
+            yield CostTable("project", "cost", id="usage-projects")
+        yield Footer()
+
+    @work(thread=True, group="usage")
+    def load(self) -> None:
+        app = _monitor(self)
+        snap = read_usage(app.source)
+        app.call_from_thread(self.draw, snap)
+
+    def draw(self, snap: UsageSnapshot) -> None:
+        self.loaded = snap
+        source = self.query_one("#usage-source", Static)
+        source.update(text.usage_source(snap))
+        source.set_class(snap.source is SourceKind.DAEMON, "-fallback")
+        source.set_class(snap.source is SourceKind.NONE, "-unreachable")
+        self.query_one(BlockPanel).show(snap)
+        self.query_one("#usage-sessions", CostTable).show(snap.sessions)
+        self.query_one("#usage-projects", CostTable).show(snap.projects)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "close"),
@@ -231,6 +285,8 @@ class MonitorApp(App[None]):
         Binding("r", "refresh", "refresh"),
         Binding("s", "sessions", "sessions"),
         Binding("a", "aggregate", "aggregate"),
+        # Listed in the ? help, not the footer: the footer's layout is held by SVG snapshots.
+        Binding("u", "usage", "usage", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
     ]
 
@@ -266,7 +322,7 @@ class MonitorApp(App[None]):
         self.snapshot = snap
         self.sub_title = snap.backend or "no data source"
         for screen in self.screen_stack:
-            if isinstance(screen, MainScreen | SessionsScreen | AggregateScreen | DetailScreen):
+            if isinstance(screen, MainScreen | SessionsScreen | AggregateScreen | LoadingScreen):
                 screen.show(snap)
         self.refreshes += 1
 
@@ -283,6 +339,9 @@ class MonitorApp(App[None]):
 
     def action_aggregate(self) -> None:
         self._open(AggregateScreen())
+
+    def action_usage(self) -> None:
+        self._open(UsageScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

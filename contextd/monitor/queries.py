@@ -27,6 +27,11 @@ ACTIVE_SESSIONS = f"sum({names.ACTIVE_SESSIONS.name})"
 WARN_RATE = f"sum(rate({names.THRESHOLD_70.name}[{RATE_WINDOW}]))"
 CRITICAL_RATE = f"sum(rate({names.THRESHOLD_90.name}[{RATE_WINDOW}]))"
 
+# The usage view: the active block's gauges in one query, costs per live session and project.
+USAGE_BLOCK = '{__name__=~"%s"}' % "|".join(m.name for m in names.USAGE)  # noqa: UP031 (braces)
+SESSION_COSTS = names.COST.name
+PROJECT_COSTS = f"sum by (project) ({names.COST.name})"
+
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')

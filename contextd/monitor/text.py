@@ -7,6 +7,7 @@ same snapshot always reads the same.
 from __future__ import annotations
 
 from contextd.monitor.data import MonitorSnapshot, SessionRow, SourceKind
+from contextd.monitor.usage import BlockFigures, UsageSnapshot
 from contextd.views import tokens_text
 
 BAR_CELLS = "▏▎▍▌▋▊▉█"  # eighths of a cell, left to right
@@ -122,3 +123,32 @@ def plain(snap: MonitorSnapshot) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
               for row in rows]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def money(value: float | None) -> str:
+    """``$12.50``; ``n/a`` when no price is known."""
+    return "n/a" if value is None else f"${value:,.2f}"
+
+
+def block_lines(block: BlockFigures) -> list[tuple[str, str]]:
+    """The active block's figures (the severity is drawn apart, in its colour)."""
+    return [
+        ("tokens", tokens_text(block.tokens)),
+        ("cost", money(block.cost_usd)),
+        ("burn rate", f"{tokens_text(block.burn_rate)}/min "
+                      f"({tokens_text(block.non_cache_rate)}/min input+output)"),
+        ("projected", f"{tokens_text(block.projected_tokens)} tokens, "
+                      f"{money(block.projected_cost_usd)} at the block's end"),
+        ("time left", duration(block.remaining_seconds)),
+    ]  # fmt: skip
+
+
+def usage_source(snap: UsageSnapshot) -> str:
+    """Where the usage figures come from, what they cover, and what failed on the way."""
+    if snap.source is SourceKind.NONE:
+        return "No usage figures: " + "; ".join(snap.problems)
+    lines = [f"{snap.backend} {snap.address} · {snap.scope}", *snap.missing]
+    if snap.source is SourceKind.DAEMON:
+        lines.append("Data source: the daemon's JSON API (no PromQL backend): "
+                     + "; ".join(snap.problems))  # fmt: skip
+    return "\n".join(lines)

@@ -22,6 +22,8 @@ from contextd.monitor.data import (
     SourceKind,
     State,
 )
+from contextd.monitor.usage import CostRow, UsageSnapshot
+from contextd.usage.blocks import Severity
 
 STATE_STYLE = {State.OK: "bold green", State.WARNING: "bold yellow", State.CRITICAL: "bold red"}
 
@@ -168,3 +170,48 @@ class EventList(DataTable[str]):
         self.clear()
         for event in events:
             self.add_row(event.at.replace("T", " ")[:19], event.kind, event.summary)
+
+
+class BlockPanel(Vertical):
+    """The active 5-hour block: figures, and the burn-rate severity as a coloured badge
+    (a CSS class ``normal``, ``moderate`` or ``high``)."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("current 5-hour block", classes="title")
+        yield Label("", id="usage-severity", classes="severity")
+        yield Static("", id="usage-block")
+
+    def show(self, snap: UsageSnapshot) -> None:
+        block = snap.block
+        severity = self.query_one("#usage-severity", Label)
+        severity.display = block is not None
+        if block is None:
+            none = "no active block" if snap.source is not SourceKind.NONE else "-"
+            self.query_one("#usage-block", Static).update(none)
+            return
+        severity.update(f"burn rate {block.severity.value}")
+        for each in Severity:
+            severity.set_class(each is block.severity, each.value.lower())
+        self.query_one("#usage-block", Static).update(
+            "\n".join(f"[b]{name:<11}[/b]{value}" for name, value in text.block_lines(block))
+        )
+
+
+class CostTable(DataTable[str]):
+    """Costs per session or per project, costliest first."""
+
+    def __init__(self, *columns: str, id: str) -> None:
+        super().__init__(id=id)
+        self.names = columns
+        """("session", "project", "cost") or ("project", "cost")."""
+
+    def on_mount(self) -> None:
+        self.add_columns(*self.names)
+
+    def show(self, rows: tuple[CostRow, ...]) -> None:
+        self.clear()
+        for row in rows:
+            cells = [row.name, row.project or "-", text.money(row.cost_usd)]
+            if "session" not in self.names:
+                del cells[1]
+            self.add_row(*cells, key=row.name)

@@ -10,6 +10,7 @@ Pure modules (no I/O; the import-linter core contract holds them to it):
   session breakdown, warnings) as JSON-ready dicts.
 
 Adapters: :mod:`~contextd.usage.reader` reads transcripts incrementally into entries,
-:mod:`~contextd.usage.service` serves views to the daemon and the CLI, and
+:mod:`~contextd.usage.service` serves views to the daemon (which keeps only the entries of its
+usage horizon, so its memory is bounded by recent activity) and the CLI (the whole history), and
 :mod:`~contextd.usage.live` draws the live view with Rich.
 """

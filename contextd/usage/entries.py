@@ -29,6 +29,8 @@ drops sidechain replays whatever their timestamp — the two loaders ccusage has
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -77,10 +79,13 @@ def locate(relative: str) -> Location | None:
         return None
     dirs = parts[:-1]
     if len(dirs) == 1:
-        return Location(dirs[0], PurePosixPath(parts[-1]).stem)
-    if dirs[-1] == "subagents":
-        return Location("/".join(dirs[:-2]), dirs[-2])
-    return Location("/".join(dirs[:-1]), dirs[-1])
+        project, session = dirs[0], PurePosixPath(parts[-1]).stem
+    elif dirs[-1] == "subagents":
+        project, session = "/".join(dirs[:-2]), dirs[-2]
+    else:
+        project, session = "/".join(dirs[:-1]), dirs[-1]
+    # Interned: every entry of every file of a session shares the two strings.
+    return Location(sys.intern(project), sys.intern(session))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,11 @@ def _opt_count(usage: dict[str, object], key: str) -> int | None:
     return _int(usage[key])
 
 
+def _interned(value: object, keep: Callable[[str], bool] = bool) -> str | None:
+    """A string worth keeping, interned (model, cwd and session names repeat on every line)."""
+    return sys.intern(value) if isinstance(value, str) and keep(value) else None
+
+
 def _nonempty(value: object) -> bool:
     """Absent is fine; present must be a non-empty string."""
     return value is None or (isinstance(value, str) and value != "")
@@ -203,13 +213,12 @@ def parse_entry(raw: bytes, location: Location) -> UsageEntry | None:
     else:
         five, hour = flat, 0
     cost = line.get("costUSD")
-    cwd = line.get("cwd")
     return UsageEntry(
         session_id=location.session_id,
         project_dir=location.project_dir,
-        cwd=cwd if isinstance(cwd, str) and cwd else None,
+        cwd=_interned(line.get("cwd")),
         at_ms=at_ms,
-        model=model if isinstance(model, str) and model != SYNTHETIC_MODEL else None,
+        model=_interned(model, lambda m: m != SYNTHETIC_MODEL),
         input=inp,
         output=out,
         cache_write_5m=five,
@@ -220,7 +229,7 @@ def parse_entry(raw: bytes, location: Location) -> UsageEntry | None:
         sidechain=line.get("isSidechain") is True,
         message_id=message_id if isinstance(message_id, str) else None,
         request_id=request if isinstance(request, str) else None,
-        line_session=session if isinstance(session, str) else None,
+        line_session=_interned(session, lambda _: True),
     )
 
 
@@ -235,14 +244,19 @@ DedupKey = tuple[str, ...]
 
 
 class Deduplicator:
-    """Keeps one entry per response (see the module docstring). Mutable; not thread-safe."""
+    """Keeps one entry per response (see the module docstring). Mutable; not thread-safe.
+
+    :meth:`prune` forgets the entries older than a time (the daemon's usage horizon); a copy of
+    a forgotten response that arrives later is judged as if it were the first.
+    """
 
     def __init__(self, mode: DedupMode = DedupMode.SESSION) -> None:
         self.mode = mode
         self._keyed: dict[DedupKey, UsageEntry] = {}
         self._unkeyed: list[UsageEntry] = []
-        # (message id, session[, timestamp]) → request ids of kept entries, for replays.
-        self._replays: dict[tuple[str, str, int], set[str | None]] = {}
+        # (message id, session[, timestamp]) → request ids of kept entries, for replays; a
+        # tuple, not a set: there is almost always exactly one.
+        self._replays: dict[tuple[str, str, int], tuple[str | None, ...]] = {}
         self.seen = 0
         self.replaced = 0
 
@@ -263,13 +277,15 @@ class Deduplicator:
     def _is_replay(self, entry: UsageEntry) -> bool:
         if not entry.sidechain or entry.message_id is None:
             return False
-        kept = self._replays.get(self._replay_key(entry, entry.message_id))
-        return kept is not None and any(r != entry.request_id for r in kept)
+        kept = self._replays.get(self._replay_key(entry, entry.message_id), ())
+        return any(r != entry.request_id for r in kept)
 
     def _remember(self, entry: UsageEntry) -> None:
         if entry.message_id is not None:
             key = self._replay_key(entry, entry.message_id)
-            self._replays.setdefault(key, set()).add(entry.request_id)
+            kept = self._replays.get(key, ())
+            if entry.request_id not in kept:
+                self._replays[key] = (*kept, entry.request_id)
 
     def add(self, entry: UsageEntry) -> bool:
         """Offer an entry in processing order; True when it is (now) counted."""
@@ -292,6 +308,18 @@ class Deduplicator:
         self._keyed[key] = entry
         self._remember(entry)
         return True
+
+    def prune(self, before_ms: int) -> list[UsageEntry]:
+        """Forget the counted entries stamped before ``before_ms``; the ones forgotten."""
+        dropped = [e for e in self.entries() if e.at_ms < before_ms]
+        if not dropped:
+            return dropped
+        self._keyed = {k: e for k, e in self._keyed.items() if e.at_ms >= before_ms}
+        self._unkeyed = [e for e in self._unkeyed if e.at_ms >= before_ms]
+        self._replays = {}
+        for entry in self.entries():
+            self._remember(entry)
+        return dropped
 
     def entries(self) -> list[UsageEntry]:
         """The counted entries (unordered)."""

@@ -23,6 +23,8 @@ class BlockGauges:
     tokens: int
     cost_usd: float
     burn_rate_tokens_per_minute: float
+    non_cache_burn_rate_tokens_per_minute: float
+    """Input + output tokens per minute: what the severity is judged on."""
     projected_tokens: int
     projected_cost_usd: float
     remaining_seconds: float
@@ -47,9 +49,13 @@ def usage_metrics(
     live_sessions: Collection[str],
     options: UsageOptions,
     now_ms: int,
+    *,
+    earlier: Mapping[str, Decimal] = MappingProxyType({}),
 ) -> UsageMetrics:
+    """The snapshot at ``now_ms``; ``earlier`` adds, per session, the cost of entries no
+    longer in ``entries`` (the daemon's horizon passed them)."""
     live = set(live_sessions)
-    costs: dict[str, Decimal] = {}
+    costs: dict[str, Decimal] = {s: earlier[s] for s in live if s in earlier}
     for e in entries:
         if e.session_id in live:
             cost = entry_cost(e, table, options.mode)
@@ -69,6 +75,7 @@ def usage_metrics(
             tokens=totals.total,
             cost_usd=float(totals.cost),
             burn_rate_tokens_per_minute=rate.tokens_per_minute,
+            non_cache_burn_rate_tokens_per_minute=rate.non_cache_per_minute,
             projected_tokens=proj.tokens,
             projected_cost_usd=float(proj.cost),
             remaining_seconds=max(block.end_ms - now_ms, 0) / 1000,

@@ -10,6 +10,14 @@ Entries are de-duplicated twice, once per ccusage loader (:class:`DedupMode`): `
 entries feed the session report, blocks and the live view, ``daily`` ones the daily report.
 They are the same objects; only the dictionaries are doubled.
 
+A **floor** (:attr:`UsageReader.floor_ms`, None by default: the whole history) bounds what is
+kept: lines stamped before it are parsed, counted in :attr:`~UsageReader.too_old` and dropped
+(old copies a resumed session writes today included), a file last modified more than
+:data:`MTIME_SLACK_MS` before it is not even read (its lines cannot be newer than its
+modification time, give or take a skewed clock), and :meth:`~UsageReader.prune` raises the
+floor and forgets what is now below it. The daemon keeps usage this way (see
+:mod:`contextd.usage.service`); the CLI reads everything.
+
 It never writes anything, so it runs next to a daemon (or instead of one) safely.
 """
 
@@ -31,12 +39,19 @@ from contextd.usage.entries import (
     parse_entry,
 )
 
+MTIME_SLACK_MS = 3_600_000
+"""How far a line's timestamp may be ahead of its file's modification time (clock skew)."""
+
 
 class UsageReader:
     """Transcripts under ``roots`` → de-duplicated usage entries. Thread-safe."""
 
-    def __init__(self, roots: Sequence[Path]) -> None:
+    def __init__(self, roots: Sequence[Path], *, floor_ms: int | None = None) -> None:
         self.roots = list(roots)
+        self.floor_ms = floor_ms
+        """Lines stamped before this are not kept (None: keep everything)."""
+        self.too_old = 0
+        """Usage lines dropped because they were stamped before the floor."""
         self._offsets: dict[str, int] = {}
         self._session = Deduplicator(DedupMode.SESSION)
         self._daily = Deduplicator(DedupMode.DAILY)
@@ -60,6 +75,19 @@ class UsageReader:
         with self._lock:
             return (self._daily if mode is DedupMode.DAILY else self._session).entries()
 
+    def prune(self, floor_ms: int) -> list[UsageEntry]:
+        """Raise the floor to ``floor_ms`` (never lower it) and forget the entries below it;
+        the (``session``-mode) entries forgotten."""
+        with self._lock:
+            if self.floor_ms is not None and floor_ms <= self.floor_ms:
+                return []
+            self.floor_ms = floor_ms
+            self._daily.prune(floor_ms)
+            dropped = self._session.prune(floor_ms)
+            if dropped:
+                self.generation += 1
+            return dropped
+
     def _location(self, path: Path) -> Location | None:
         for root in self.roots:
             projects = root / "projects"
@@ -71,8 +99,13 @@ class UsageReader:
         key = str(path)
         offset = self._offsets.get(key, 0)
         try:
-            if os.stat(path).st_size == offset:
+            stat = os.stat(path)
+            if stat.st_size == offset:
                 return 0  # nothing new: no open, no read
+            floor = self.floor_ms
+            if floor is not None and stat.st_mtime_ns // 1_000_000 < floor - MTIME_SLACK_MS:
+                self._offsets[key] = stat.st_size  # only lines older than the floor in it
+                return 0
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size == offset:
@@ -95,8 +128,9 @@ class UsageReader:
         return self._parse(data[:consumed], location)
 
     def _parse(self, data: bytes, location: Location) -> int:
-        count = 0
+        count = too_old = 0
         session, daily = self._session, self._daily
+        floor = self.floor_ms if self.floor_ms is not None else -(2**63)
         pos = data.find(USAGE_MARK)
         while pos >= 0:
             start = data.rfind(b"\n", 0, pos) + 1
@@ -106,7 +140,11 @@ class UsageReader:
             entry = parse_entry(data[start:stop], location)
             if entry is not None:
                 count += 1
-                session.add(entry)
-                daily.add(entry)
+                if entry.at_ms < floor:
+                    too_old += 1
+                else:
+                    session.add(entry)
+                    daily.add(entry)
             pos = data.find(USAGE_MARK, stop)
+        self.too_old += too_old
         return count

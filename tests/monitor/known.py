@@ -62,6 +62,17 @@ PLANS = (
     Plan("8d20-search", "search", OPUS, 200_000, 55, 70, State.WARNING, warn=1, warn_from=30),
     Plan("9a55-infra", "infra", OPUS, 200_000, 40, 50, State.OK, duration=45),
 )  # fmt: skip
+# Usage accounting: costs of live sessions ("b0b0-payments" has a cost series only, so the
+# project "payments" sums two sessions), and the gauges of an active block whose non-cache
+# burn rate (750/min) is MODERATE.
+COSTS = {"7f3a-payments": 4.5, "8d20-search": 2.0, "1c44-api": 1.25, "b0b0-payments": 0.75}
+PROJECT_COSTS = {"payments": 5.25, "search": 2.0, "api": 1.25}
+BLOCK = {
+    names.BLOCK_ACTIVE: 1, names.BLOCK_TOKENS: 1_234_567, names.BLOCK_COST: 12.5,
+    names.BLOCK_BURN_RATE: 20_000.0, names.BLOCK_NON_CACHE_BURN_RATE: 750.0,
+    names.BLOCK_PROJECTED_TOKENS: 3_000_000, names.BLOCK_PROJECTED_COST: 30.25,
+    names.BLOCK_REMAINING: 5400.0,
+}  # fmt: skip
 RANKED = tuple(sorted(PLANS, key=lambda p: -p.percent()))
 TOP5 = RANKED[:5]
 
@@ -87,6 +98,11 @@ def scrape(i: int, plans: tuple[Plan, ...] = PLANS) -> str:
         }
         lines += [f"{m.name}{{{_labels(plan)}}} {v}" for m, v in values.items()]
     lines.append(f"{names.ACTIVE_SESSIONS.name} {len(plans)}")
+    for sid, cost in COSTS.items():
+        project = sid.split("-", 1)[1]
+        lines.append(f'{names.COST.name}{{session_id="{sid}",project="{project}",'
+                     f'model="{OPUS}",user="{USER}"}} {cost}')  # fmt: skip
+    lines += [f"{metric.name} {value}" for metric, value in BLOCK.items()]
     return "\n".join(lines) + "\n"
 
 

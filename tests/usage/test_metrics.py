@@ -32,6 +32,7 @@ B = "bbbbbbbb-0000-0000-0000-000000000002"
 USAGE = UsageMetrics(
     {A: 1.25, B: 0.5},
     BlockGauges(tokens=5000, cost_usd=1.75, burn_rate_tokens_per_minute=250.0,
+                non_cache_burn_rate_tokens_per_minute=120.0,
                 projected_tokens=80_000, projected_cost_usd=20.5, remaining_seconds=3600.0,
                 limit_percent=None),
 )  # fmt: skip
@@ -52,6 +53,8 @@ def test_usage_metrics_price_live_sessions_and_the_active_block() -> None:
     assert block.tokens == 2_000_080
     assert block.cost_usd == pytest.approx(25.5 + 0.002)
     assert block.remaining_seconds == 4 * 3600 + 50 * 60
+    # 1,000,080 input+output tokens since the block's first entry, 10 minutes ago.
+    assert block.non_cache_burn_rate_tokens_per_minute == 100_008.0
     assert block.limit_percent == pytest.approx(100.004)
     # 10 h later nothing is active.
     later = usage_metrics(entries, bundled_prices(), [], UsageOptions(), T0_MS + 600 * MIN)
@@ -79,6 +82,7 @@ def test_prometheus_exposes_session_costs_and_block_gauges() -> None:
     assert get(names.BLOCK_TOKENS.name) == 5000
     assert get(names.BLOCK_COST.name) == 1.75
     assert get(names.BLOCK_BURN_RATE.name) == 250.0
+    assert get(names.BLOCK_NON_CACHE_BURN_RATE.name) == 120.0
     assert get(names.BLOCK_PROJECTED_TOKENS.name) == 80_000
     assert get(names.BLOCK_PROJECTED_COST.name) == 20.5
     assert get(names.BLOCK_REMAINING.name) == 3600.0
@@ -119,7 +123,7 @@ def test_otlp_exports_the_same_usage_figures() -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Daemon, TestClient, Path]]:
-    daemon = Daemon(make_settings(tmp_path))
+    daemon = Daemon(make_settings(tmp_path, usage_horizon_hours=48.0))
     root = tmp_path / "claude"
     with TestClient(build_app(daemon), base_url=BASE) as client:
         wait_for(lambda: daemon.ready)
@@ -148,10 +152,20 @@ def test_api_usage_answers_with_lines_appended_since_the_last_call(
     assert [p["project"] for p in body["projects"]] == ["web"]
     write(path, assistant("m2", "r2", out=500, inp=0, cc=0, cr=0, ts=stamp(60), session=A,
                           cwd="/home/u/web"), append=True)  # fmt: skip
-    assert client.get("/api/usage").json()["block"]["tokens"]["total"] == 1500
-    sessions = client.get("/api/usage?report=session").json()["sessions"]
-    assert [(s["session_id"], s["tokens"]["output"]) for s in sessions] == [(A, 1500)]
-    daily = client.get("/api/usage", params={"report": "daily", "timezone": "UTC"}).json()
+    live = client.get("/api/usage").json()
+    assert live["block"]["tokens"]["total"] == 1500
+    assert live["coverage"]["horizon_hours"] == 48
+    # The whole history is the CLI's to read: asked for more, the daemon names the parameter.
+    for query in ({"report": "session"}, {"report": "daily", "since": stamp(3 * 86_400)[:10]},
+                  {"since": stamp(3 * 86_400)[:10]}):  # fmt: skip
+        refused = client.get("/api/usage", params=query)
+        assert refused.status_code == 422, query
+        assert refused.json()["field"] == "since"
+    recent = {"since": stamp(120)[:10], "timezone": "UTC"}  # the entries' day, inside 48 h
+    sessions = client.get("/api/usage", params={"report": "session", **recent}).json()
+    assert sessions["coverage"]["from"] >= live["coverage"]["from"]  # it moves with now
+    assert [(s["session_id"], s["tokens"]["output"]) for s in sessions["sessions"]] == [(A, 1500)]
+    daily = client.get("/api/usage", params={"report": "daily", **recent}).json()
     assert sum(d["tokens"]["output"] for d in daily["daily"]) == 1500
     # Costs and block gauges reach /metrics once the session is live and usage refreshed.
     wait_for(lambda: any(s.session_id == A and s.live for s in daemon.sessions))
@@ -192,9 +206,15 @@ def test_contextd_usage_reads_a_running_daemon_over_its_socket(
         code = main(["usage", "--json", "--socket", str(daemon.socket), "--config-dir",
                      str(empty)])  # fmt: skip
         out, _ = capsys.readouterr()
+        # The whole history is not the daemon's (422): the CLI reads the transcripts itself.
+        daily_code = main(["usage", "daily", "--json", "--socket", str(daemon.socket),
+                           "--config-dir", str(empty)])  # fmt: skip
+        daily, _ = capsys.readouterr()
     finally:
         assert daemon.stop() == 0
     assert code == 0
     view = orjson.loads(out)
     assert view["source"] == "daemon"
     assert view["block"]["tokens"]["output"] == 700
+    assert daily_code == 0
+    assert orjson.loads(daily)["daily"] == []
