@@ -285,8 +285,7 @@ class MonitorApp(App[None]):
         Binding("r", "refresh", "refresh"),
         Binding("s", "sessions", "sessions"),
         Binding("a", "aggregate", "aggregate"),
-        # Listed in the ? help, not the footer: the footer's layout is held by SVG snapshots.
-        Binding("u", "usage", "usage", show=False),
+        Binding("u", "usage", "usage"),
         Binding("question_mark", "help", "help", key_display="?"),
     ]
 
