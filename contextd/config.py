@@ -24,6 +24,13 @@ key                 environment                meaning
 ``max_series``      ``CONTEXTD_MAX_SERIES``    per-session metric series cap (default 500)
 ``tick_interval``   ``CONTEXTD_TICK_INTERVAL`` seconds between idle/expiry checks
 ``rescan_interval`` ``CONTEXTD_RESCAN_INTERVAL`` seconds between full transcript rescans
+``proxy``           ``CONTEXTD_PROXY``         run the API proxy (``true``/``false``)
+``proxy_port``      ``CONTEXTD_PROXY_PORT``    its port on 127.0.0.1 (default 7324)
+``proxy_upstream``  ``CONTEXTD_PROXY_UPSTREAM`` API base URL it forwards to
+``proxy_max_body_bytes`` ``CONTEXTD_PROXY_MAX_BODY_BYTES`` proxied request bodies cap (32 MiB)
+``proxy_connect_timeout`` ``CONTEXTD_PROXY_CONNECT_TIMEOUT`` seconds to connect upstream
+``proxy_read_timeout`` ``CONTEXTD_PROXY_READ_TIMEOUT`` seconds of upstream silence tolerated
+``proxy_session_header`` ``CONTEXTD_PROXY_SESSION_HEADER`` extra header naming the session
 ==================  =========================  ==========================================
 """
 
@@ -48,6 +55,8 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 DEFAULT_PORT = 7323
+DEFAULT_PROXY_PORT = 7324
+ANTHROPIC_API = "https://api.anthropic.com"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -73,6 +82,13 @@ class Settings:
     max_series: int = 500
     tick_interval: float = 5.0
     rescan_interval: float = 60.0
+    proxy: bool = False
+    proxy_port: int = DEFAULT_PROXY_PORT
+    proxy_upstream: str = ANTHROPIC_API
+    proxy_max_body_bytes: int = 32 * 1024 * 1024
+    proxy_connect_timeout: float = 10.0
+    proxy_read_timeout: float = 600.0  # Claude Code's own request timeout
+    proxy_session_header: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -118,6 +134,22 @@ def _text(name: str, value: object) -> str:
     return value
 
 
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                     "no", "off"):  # fmt: skip
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def http_url(name: str, value: object) -> str:
+    """An http(s) base URL, without a trailing slash (else a ConfigError naming ``name``)."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
 def _strings(name: str, value: object) -> tuple[str, ...]:
     items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
@@ -129,7 +161,9 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "db": _path, "config_dirs": _strings, "max_line_bytes": _int, "host": _text,
     "port": _port, "socket": _path, "token": _text, "allowed_hosts": _strings,
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
-    "rescan_interval": _float,
+    "rescan_interval": _float, "proxy": _flag, "proxy_port": _port, "proxy_upstream": http_url,
+    "proxy_max_body_bytes": _int, "proxy_connect_timeout": _float,
+    "proxy_read_timeout": _float, "proxy_session_header": _text,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,
