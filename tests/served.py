@@ -32,12 +32,14 @@ class Served:
         self.socket = tmp / "run" / "contextd.sock"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, wait: bool = True, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, *, wait: bool = True, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CONTEXTD_", "OTEL_"))}
         env = {**base, "CONTEXTD_TICK_INTERVAL": "0.5", **(env or {})}
         argv = [sys.executable, "-m", "contextd", "serve", "--port", str(self.port),
                 "--config-dir", str(self.root), "--db", str(self.db),
-                "--socket", str(self.socket), "--log-level", "warning"]  # fmt: skip
+                "--socket", str(self.socket), "--log-level", "warning", *args]  # fmt: skip
         self.proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
         if wait:
             self.wait_ready()

@@ -39,6 +39,9 @@ from contextd.proxy.tap import Answer, UsageTap
 from contextd.proxy.telemetry import Exchange, Item, exchange_items
 
 log = logging.getLogger("contextd.proxy")
+# The HTTP client logs every request line at INFO; the proxy logs no traffic, only failures.
+for _name in ("httpx2", "httpcore2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

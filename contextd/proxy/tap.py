@@ -23,7 +23,15 @@ from contextd.ingest.transcripts import context_of, usage_counts
 from contextd.models import TokenCounts
 
 # The stream events whose data the tap decodes; everything else is skipped unread.
-_READ = frozenset({b"message_start", b"message_delta", b"content_block_start", b"error"})
+_READ = frozenset(
+    {
+        b"message_start",
+        b"message_delta",
+        b"message_stop",
+        b"content_block_start",
+        b"error",
+    }
+)
 MAX_EVENT = 1024 * 1024
 MAX_JSON = 16 * 1024 * 1024
 
