@@ -4,10 +4,8 @@ both the proxy and a transcript counts once, whichever comes first; the key is n
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ import pytest
 
 from contextd.identity import install_secret, user_id
 from tests.e2e.fake_anthropic import Reply, Text, ToolUse, Usage
+from tests.proxy.traces import assert_key_absent, exposition, state_files, stop_for_log
 from tests.proxy.upstream import Script, Upstream, error, streamed, whole
 from tests.served import Served, free_port
 from tests.test_server import wait_for
@@ -191,26 +190,12 @@ def test_the_proxy_listens_on_loopback_only(run: Run) -> None:
 
 def test_the_key_is_in_no_database_file_log_metric_or_api_answer(run: Run) -> None:
     daemon = run.daemon
-    metrics = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
-    metrics.request("GET", "/metrics")
-    exposition = metrics.getresponse().read()
-    metrics.close()
+    metrics = exposition(daemon)
     answers = [json.dumps(daemon.get(p)[1]).encode() for p in
                ("/api/sessions?all=1", f"/api/sessions/{SESSION}", "/api/events?limit=500",
                 "/api/stats")]  # fmt: skip
-    wal = daemon.db.with_name(daemon.db.name + "-wal")
-    live_files = [daemon.db.read_bytes(), wal.read_bytes() if wal.exists() else b""]
-    assert daemon.proc is not None
-    daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.stderr is not None
-    log = daemon.proc.stderr.read()
-    daemon.proc.stderr.close()
-    assert daemon.proc.wait(timeout=15) == 0
-    state = [p.read_bytes() for p in Path(daemon.db.parent).iterdir() if p.is_file()]
-    secrets = [KEY.encode(), hashlib.sha256(KEY.encode()).hexdigest().encode(),
-               hashlib.sha256(KEY.encode()).hexdigest()[:16].encode()]  # fmt: skip
-    for blob in [exposition, *answers, *live_files, *state, log]:
-        for secret in secrets:
-            assert secret not in blob
-    assert b"contextd_session_context_tokens" in exposition
+    live = state_files(daemon)  # the WAL too, while the daemon runs
+    log = stop_for_log(daemon)
+    assert_key_absent(KEY, [metrics, *answers, *live, *state_files(daemon), log])
+    assert b"contextd_session_context_tokens" in metrics
     assert b"API proxy on http://127.0.0.1" in log  # the log was there to search
