@@ -8,8 +8,12 @@
     ├── StoreError                the SQLite store cannot be opened, migrated or written
     │   ├── SchemaVersionError    the database was written by a newer contextd
     │   └── StoreLockedError      another process (the daemon) is the database's writer
-    └── TranscriptError           a transcript file cannot be read (not: a bad line, which is
-                                  counted and skipped, never raised)
+    ├── TranscriptError           a transcript file cannot be read (not: a bad line, which is
+    │                             counted and skipped, never raised)
+    └── UpstreamError             the API proxy's upstream failed (contextd.proxy.client)
+        ├── UpstreamTimeoutError      no connection, or nothing read, within its timeout
+        ├── UpstreamUnreachableError  the connection was refused or failed (TLS included)
+        └── UpstreamBrokenError       the answer broke off or is not HTTP/1.1
 
 Library code raises these; only ``contextd.cli`` turns them into messages and exit codes.
 """
@@ -43,3 +47,19 @@ class StoreLockedError(StoreError):
 
 class TranscriptError(ContextdError):
     """A transcript file cannot be opened or read."""
+
+
+class UpstreamError(ContextdError):
+    """The API proxy's upstream failed; the proxy answers 502/504, or cuts a started stream."""
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """No connection within the connect timeout, or nothing read within the read timeout."""
+
+
+class UpstreamUnreachableError(UpstreamError):
+    """The upstream refused or failed the connection."""
+
+
+class UpstreamBrokenError(UpstreamError):
+    """The upstream's answer broke off, or was not HTTP/1.1."""

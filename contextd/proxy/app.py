@@ -27,21 +27,22 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import httpx2
 import orjson
 
 from contextd.config import Settings
-from contextd.errors import ContextdError
+from contextd.errors import (
+    ContextdError,
+    UpstreamBrokenError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from contextd.events import ApiError
 from contextd.ingest.transcripts import ResponseLine
+from contextd.proxy.client import Headers, UpstreamClient, UpstreamResponse
 from contextd.proxy.tap import Answer, UsageTap
 from contextd.proxy.telemetry import Exchange, Item, exchange_items
 
 log = logging.getLogger("contextd.proxy")
-# The HTTP client logs every request line at INFO; the proxy logs no traffic, only failures.
-for _name in ("httpx2", "httpcore2"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -54,12 +55,7 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
     b"proxy-connection", b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
 })  # fmt: skip
-_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding"}
-
-
-class UpstreamBrokenError(ContextdError):
-    """The upstream answer broke off after it had started: the client's connection is
-    aborted (raising out of the ASGI app), so the cut stream cannot pass for a whole one."""
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +76,16 @@ class ProxyConfig:
                    settings.proxy_session_header)  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What goes upstream: method, path with query, headers, the whole body."""
+
+    method: str
+    target: str
+    headers: Headers
+    body: bytes
+
+
 @dataclass(slots=True)
 class _Outcome:
     """How one relay went (filled in as it goes)."""
@@ -97,6 +103,22 @@ async def _problem(send: Send, status: int, message: str, field: str) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})  # fmt: skip
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _forwarded(raw_headers: list[tuple[bytes, bytes]]) -> Headers:
+    """The client's headers as sent upstream: hop-by-hop ones (and those ``Connection`` names)
+    dropped, ``accept-encoding: identity`` so the tap can read the answer."""
+    named = {
+        name.strip().lower().encode("latin-1")
+        for k, v in raw_headers if k.lower() == b"connection"
+        for name in v.decode("latin-1").split(",")
+    }  # fmt: skip
+    forwarded = [
+        (k, v) for k, v in raw_headers
+        if k.lower() not in _NOT_FORWARDED and k.lower() not in named
+    ]  # fmt: skip
+    forwarded.append((b"accept-encoding", b"identity"))
+    return forwarded
 
 
 class Proxy:
@@ -120,12 +142,8 @@ class Proxy:
         self.hosts = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
         self.origins = {f"http://{host}" for host in self.hosts}
         connect, read = config.connect_timeout, config.read_timeout
-        timeout = httpx2.Timeout(connect=connect, read=read, write=read, pool=connect)
-        limits = httpx2.Limits(max_connections=256, max_keepalive_connections=32)
         # Upstream is reached directly (no HTTP(S)_PROXY from the environment), as configured.
-        self.client = httpx2.AsyncClient(timeout=timeout, limits=limits, trust_env=False,
-                                         follow_redirects=False)  # fmt: skip
-        self.client.headers.clear()  # forward the client's headers, not httpx's defaults
+        self.client = UpstreamClient(config.upstream, connect_timeout=connect, read_timeout=read)
         self.dropped = 0  # exchanges whose telemetry an internal error dropped
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -133,7 +151,7 @@ class Proxy:
         """Let pending telemetry finish (bounded), then close the upstream connections."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
-        await self.client.aclose()
+        self.client.close()
 
     # -- ASGI ----------------------------------------------------------------------------------
 
@@ -153,9 +171,13 @@ class Proxy:
             await _problem(send, *body)
             return
         at = self.clock()
-        request = self._upstream_request(scope, raw_headers, body)
         outcome = _Outcome()
         try:
+            target = scope.get("raw_path") or scope["path"].encode()
+            if scope.get("query_string"):
+                target += b"?" + scope["query_string"]
+            request = _Request(scope["method"], target.decode("latin-1"),
+                               _forwarded(raw_headers), body)  # fmt: skip
             await self._relay(request, receive, send, outcome)
         finally:
             answer = self._answer(outcome)
@@ -188,86 +210,73 @@ class Proxy:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _upstream_request(
-        self, scope: Scope, raw_headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> httpx2.Request:
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        url = self.config.upstream + path.decode("latin-1")
-        if query:
-            url += "?" + query.decode("latin-1")
-        named = {
-            name.strip().lower().encode("latin-1")
-            for k, v in raw_headers if k.lower() == b"connection"
-            for name in v.decode("latin-1").split(",")
-        }  # fmt: skip
-        forwarded = [
-            (k, v) for k, v in raw_headers
-            if k.lower() not in _NOT_FORWARDED and k.lower() not in named
-        ]  # fmt: skip
-        forwarded.append((b"accept-encoding", b"identity"))
-        return self.client.build_request(scope["method"], url, headers=forwarded, content=body)
-
     async def _relay(
-        self, request: httpx2.Request, receive: Receive, send: Send, outcome: _Outcome
+        self, request: _Request, receive: Receive, send: Send, outcome: _Outcome
     ) -> None:
-        """Forward, relay the answer, and cancel everything when the client disconnects."""
-        async with anyio.create_task_group() as group:
-
-            async def watch() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                if not outcome.done:
-                    outcome.failure = "disconnected"
-                    group.cancel_scope.cancel()
-
-            group.start_soon(watch)
-            try:
-                await self._forward(request, send, outcome)
-            finally:
-                outcome.done = True
-                group.cancel_scope.cancel()
-
-    async def _forward(self, request: httpx2.Request, send: Send, outcome: _Outcome) -> None:
+        """Forward, relay the answer, and cancel it all when the client disconnects."""
+        forward = asyncio.ensure_future(self._forward(request, send, outcome))
+        watch = asyncio.ensure_future(receive())
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx2.TimeoutException:
+            while not forward.done():
+                await asyncio.wait((forward, watch), return_when=asyncio.FIRST_COMPLETED)
+                if watch.done() and not forward.done():
+                    if watch.result()["type"] == "http.disconnect":
+                        outcome.failure = "disconnected"
+                        forward.cancel()
+                        break
+                    watch = asyncio.ensure_future(receive())
+        finally:
+            watch.cancel()
+            forward.cancel()
+        try:
+            await forward
+        except asyncio.CancelledError:
+            if outcome.failure != "disconnected":
+                raise
+
+    async def _forward(self, request: _Request, send: Send, outcome: _Outcome) -> None:
+        try:
+            response = await self.client.open(
+                request.method, request.target, request.headers, request.body
+            )
+        except UpstreamTimeoutError:
             outcome.failure = "timeout"
             await _problem(send, 504, "the API did not answer in time", "upstream")
             return
-        except httpx2.TransportError as exc:
+        except UpstreamError as exc:
             outcome.failure = "unreachable"
-            await _problem(send, 502, f"cannot reach the API ({type(exc).__name__})", "upstream")
+            await _problem(send, 502, f"cannot reach the API: {exc}", "upstream")
             return
         try:
-            headers = [(k.lower(), v) for k, v in response.headers.raw
-                       if k.lower() not in HOP_BY_HOP]  # fmt: skip
-            outcome.status = response.status_code
-            outcome.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-            outcome.tap = self._new_tap(response)
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": headers})  # fmt: skip
-            try:
-                async for chunk in response.aiter_raw():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if outcome.tap is not None:
-                        self._feed(outcome, chunk)
-            except httpx2.TransportError as exc:
-                timeout = isinstance(exc, httpx2.TimeoutException)
-                outcome.failure = "timeout" if timeout else "broken"
-                message = f"the API's answer broke off ({type(exc).__name__})"
-                raise UpstreamBrokenError(message) from None
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            outcome.done = True
+            await self._stream(response, send, outcome)
         finally:
-            await response.aclose()
+            response.close()
+
+    async def _stream(self, response: UpstreamResponse, send: Send, outcome: _Outcome) -> None:
+        headers = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP]
+        outcome.status = response.status
+        outcome.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+        outcome.tap = self._new_tap(response)
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": headers})  # fmt: skip
+        try:
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if outcome.tap is not None:
+                    self._feed(outcome, chunk)
+        except UpstreamError as exc:
+            # Raising out of the ASGI app makes the server abort the client's connection: a
+            # stream cut upstream must not end like a whole one.
+            outcome.failure = "timeout" if isinstance(exc, UpstreamTimeoutError) else "broken"
+            raise UpstreamBrokenError(f"the API's answer broke off: {exc}") from None
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        outcome.done = True
 
     # -- telemetry (never allowed to disturb the relay) ----------------------------------------
 
-    def _new_tap(self, response: httpx2.Response) -> UsageTap | None:
+    def _new_tap(self, response: UpstreamResponse) -> UsageTap | None:
         try:
-            return self.tap(response.headers.get("content-type", ""),
-                            response.headers.get("content-encoding", ""))  # fmt: skip
+            return self.tap(response.header(b"content-type"), response.header(b"content-encoding"))
         except Exception as exc:  # noqa: BLE001 (any tap failure only drops the telemetry)
             self._tap_failed(exc)
             return None

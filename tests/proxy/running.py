@@ -87,8 +87,12 @@ def running_proxy(
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="critical",
                                            access_log=False, server_header=False,
                                            date_header=False))  # fmt: skip
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              name="proxy-under-test", daemon=True)  # fmt: skip
+
+    def serve() -> None:  # on uvloop when installed, as the daemon runs
+        with asyncio.Runner(loop_factory=uvicorn.Config(app, loop="auto").get_loop_factory()) as r:
+            r.run(server.serve(sockets=[sock]))
+
+    thread = threading.Thread(target=serve, name="proxy-under-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
