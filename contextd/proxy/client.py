@@ -71,6 +71,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(UpstreamBrokenError("the API's answer is not valid HTTP/1.1"))
 
+    def eof_received(self) -> None:
+        self.closed = True  # never reused; an answer under way fails in connection_lost
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.complete:
@@ -147,15 +150,22 @@ class _Connection(asyncio.Protocol):
         return item
 
     def begin(self, request: bytes, head_only: bool) -> None:
-        assert self.transport is not None
         self.complete = False
         self.received = False
         self.head_only = head_only
+        if not self.alive:
+            raise UpstreamBrokenError("the API closed the connection")
+        assert self.transport is not None
         self.transport.write(request)
 
     @property
+    def alive(self) -> bool:
+        transport = self.transport
+        return not self.closed and transport is not None and not transport.is_closing()
+
+    @property
     def reusable(self) -> bool:
-        return self.complete and not self.closed and self.error is None and not self.queue
+        return self.complete and self.alive and self.error is None and not self.queue
 
     def abort(self) -> None:
         self.closed = True
@@ -255,6 +265,7 @@ class UpstreamClient:
         """Send a request (``target``: path and query) and wait for the answer's head."""
         request = self._encode(method, target, headers, body)
         while True:
+            self._idle = [c for c in self._idle if c.alive]
             reused = bool(self._idle)
             conn = self._idle.pop() if reused else await self._connect()
             try:
@@ -272,7 +283,7 @@ class UpstreamClient:
             return UpstreamResponse(self, conn, *head)
 
     def release(self, conn: _Connection) -> None:
-        self._idle = [c for c in self._idle if not c.closed]
+        self._idle = [c for c in self._idle if c.alive]
         if conn.reusable and len(self._idle) < self.max_idle:
             self._idle.append(conn)
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ class Script:
     chunks: tuple[Chunk, ...] = ()
     length: bool = False  # send a content-length (and the body in one piece) instead
     before: Gate | None = None  # hold the status line itself until opened
+    close: bool = False  # close the connection after the answer (no keep-alive)
+    interim: bool = False  # send "100 Continue" first
+    drop: bool = False  # close the connection after the answer without announcing it
 
     @property
     def body(self) -> bytes:
@@ -100,7 +104,7 @@ def error(
 class Upstream:
     """The scripted server on ``127.0.0.1`` (a free port). Requests beyond the script get 599."""
 
-    def __init__(self, scripts: Sequence[Script] = ()) -> None:
+    def __init__(self, scripts: Sequence[Script] = (), tls: ssl.SSLContext | None = None) -> None:
         self.scripts = list(scripts)
         self.seen: list[Seen] = []
         self.closed: list[str] = []  # paths whose client left before the answer ended
@@ -108,13 +112,17 @@ class Upstream:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self.connections = 0  # TCP connections accepted
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name="upstream", daemon=True)  # fmt: skip
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     def add(self, *scripts: Script) -> None:
         with self._lock:
@@ -152,6 +160,11 @@ class Upstream:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+            def setup(self) -> None:
+                super().setup()
+                with upstream._lock:
+                    upstream.connections += 1
+
             def _gone(self) -> bool:
                 """Whether the client closed its end (readable with nothing to read)."""
                 sock: socket.socket = self.connection
@@ -179,6 +192,8 @@ class Upstream:
                     upstream._left(self.path)
                     self.close_connection = True
                     return
+                if script.interim:
+                    self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 self.send_response(script.status)
                 for name, value in script.headers:
                     self.send_header(name, value)
@@ -186,7 +201,14 @@ class Upstream:
                     self.send_header("content-length", str(len(script.body)))
                 else:
                     self.send_header("transfer-encoding", "chunked")
+                if script.close:
+                    self.send_header("connection", "close")
+                    self.close_connection = True
                 self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if script.drop:
+                    self.close_connection = True
                 try:
                     self._body(script)
                 except (BrokenPipeError, ConnectionResetError):
@@ -214,6 +236,9 @@ class Upstream:
                 self._answer()
 
             def do_POST(self) -> None:
+                self._answer()
+
+            def do_HEAD(self) -> None:
                 self._answer()
 
         return Handler
