@@ -13,9 +13,11 @@ child (own state in a temp dir) forwarding to it, recording each response's tele
 commit) as in use. The client (this process) sends a 48 KB request body like Claude Code's,
 with its session header and a key, over one keep-alive connection per path, and times on a raw
 socket: **first byte** (request sent → first response byte) and **last byte** (→ the
-terminating chunk). Per run: 20 warm-up requests, then ``--responses`` direct and
+terminating chunk). With ``--anonymous`` the proxied requests carry no key and no session, so
+the tap still reads every answer but nothing is recorded (the cost of the telemetry's commit,
+by difference). Per run: 20 warm-up requests, then ``--responses`` direct and
 ``--responses`` proxied, in alternating blocks of 20; each run's percentiles, then the median
-of them over ``--runs``. *Added* = proxied − direct at the same percentile, per run.
+of them over ``--runs``. *Added* = proxied - direct at the same percentile, per run.
 """
 
 from __future__ import annotations
@@ -49,9 +51,17 @@ def _events() -> list[bytes]:
     start = {"type": "message_start", "message": {
         "id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-opus-5-5",
         "content": [], "stop_reason": None, "usage": usage}}  # fmt: skip
-    chunks = [event("message_start", start),
-              event("content_block_start", {"type": "content_block_start", "index": 0,
-                                            "content_block": {"type": "text", "text": ""}})]
+    chunks = [
+        event("message_start", start),
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+    ]
     text = "The quick brown fox jumps over the lazy dog. " * 4
     chunks += [event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                               "delta": {"type": "text_delta", "text": text}})
@@ -104,13 +114,13 @@ def _free_port() -> int:
 class Client:
     """One keep-alive connection; times one request at a time on the raw socket."""
 
-    def __init__(self, port: int, body: bytes) -> None:
+    def __init__(self, port: int, body: bytes, *, anonymous: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        who = "" if anonymous else f"x-api-key: {KEY}\r\nx-claude-code-session-id: {SESSION}\r\n"
         self.request = (
             f"POST /v1/messages?beta=true HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-            f"content-type: application/json\r\nx-api-key: {KEY}\r\n"
-            f"x-claude-code-session-id: {SESSION}\r\nanthropic-version: 2023-06-01\r\n"
+            f"content-type: application/json\r\n{who}anthropic-version: 2023-06-01\r\n"
             f"user-agent: claude-cli/2.1.330 (external, sdk-cli)\r\n"
             f"content-length: {len(body)}\r\n\r\n"
         ).encode() + body
@@ -165,13 +175,24 @@ def main() -> int:
     parser.add_argument("--responses", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, default=Path("bench/out/proxy.json"))
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="send no key and no session: the tap reads, nothing is recorded",
+    )
     parser.add_argument("--serve-upstream", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream is not None:
         asyncio.run(_upstream(args.serve_upstream))
         return 0
-    body = json.dumps({"model": "claude-opus-5-5", "max_tokens": 1000, "stream": True,
-                       "messages": [{"role": "user", "content": "x" * 48_000}]}).encode()
+    body = json.dumps(
+        {
+            "model": "claude-opus-5-5",
+            "max_tokens": 1000,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x" * 48_000}],
+        }
+    ).encode()
     with tempfile.TemporaryDirectory(prefix="contextd-bench-proxy-") as scratch:
         tmp = Path(scratch)
         port_file = tmp / "upstream.port"
@@ -201,7 +222,8 @@ def main() -> int:
                     time.sleep(0.05)
             runs = []
             for i in range(args.runs):
-                direct, proxied = Client(up_port, body), Client(proxy_port, body)
+                direct = Client(up_port, body)
+                proxied = Client(proxy_port, body, anonymous=args.anonymous)
                 try:
                     figures = _run(direct, proxied, args.responses)
                 finally:
@@ -222,6 +244,7 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                      "python": platform.python_version(),
+                                     "anonymous": args.anonymous,
                                      "responses": args.responses, "runs": runs,
                                      "median": summary}, indent=2))  # fmt: skip
     return 0

@@ -9,6 +9,8 @@ the daemon's Guard (bearer token, 1 MiB body cap) does not apply to API calls, w
 
 from __future__ import annotations
 
+import sys
+
 from contextd.daemon import Daemon
 from contextd.identity import install_secret
 from contextd.proxy.app import ASGIApp, Message, Proxy, ProxyConfig, Receive, Scope, Send
@@ -51,6 +53,13 @@ def daemon_proxy(daemon: Daemon) -> Proxy:
     return Proxy(ProxyConfig.from_settings(daemon.settings), sink, secret, clock=daemon.clock)
 
 
+# The engine thread commits each exchange's telemetry while the event loop relays the next
+# streams; with CPython's default 5 ms switch interval a relay can wait that long for the GIL.
+SWITCH_INTERVAL = 0.0005
+
+
 def mount(app: ASGIApp, daemon: Daemon) -> ByPort:
-    """``app`` with the API proxy on ``daemon.settings.proxy_port``."""
+    """``app`` with the API proxy on ``daemon.settings.proxy_port`` (and a GIL switch interval
+    short enough for relaying, see :data:`SWITCH_INTERVAL`)."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     return ByPort(app, daemon_proxy(daemon), daemon.settings.proxy_port)
