@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 
 from contextd.identity import install_secret, user_id
-from tests.e2e.fake_anthropic import FakeAnthropic, Reply, Request, Rule, Text, Usage
+from tests.e2e.fake_anthropic import FakeAnthropic, Reply, Request, Rule, Text, Usage, totals
 from tests.e2e.test_claude_cli import (
     CLAUDE_CODE_VERSION,
     COMPACT_REQUEST,
@@ -128,12 +128,7 @@ def test_the_session_id_context_and_totals_are_the_scripted_ones(run: Run) -> No
     # transcript never shows: only the proxy counts it.
     counted = (T1, T2, COMPACT, T3)
     assert session["responses"] == len(counted)
-    assert session["tokens"] == {
-        "input": sum(u.input for u in counted), "output": sum(u.output for u in counted),
-        "cache_creation": sum(u.cache_creation for u in counted),
-        "cache_read": sum(u.cache_read for u in counted),
-        "total": sum(u.context + u.output for u in counted),
-    }  # fmt: skip
+    assert session["tokens"] == totals(counted)
     assert session["checkpoints"] == 1
     assert session["tokens_saved"] > 0
 

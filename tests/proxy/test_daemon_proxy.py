@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 
 from contextd.identity import install_secret, user_id
-from tests.e2e.fake_anthropic import Reply, Text, ToolUse, Usage
+from tests.e2e.fake_anthropic import Reply, Text, ToolUse, Usage, totals
 from tests.proxy.traces import assert_key_absent, exposition, state_files, stop_for_log
 from tests.proxy.upstream import Script, Upstream, error, streamed, whole
 from tests.served import Served, free_port
@@ -144,12 +144,7 @@ def test_the_sessions_figures_equal_the_scripted_usage(run: Run) -> None:
     assert session["context_window"] == 1_000_000
     assert session["responses"] == len(SESSION_REPLIES)  # R2 once, though also in a transcript
     usages = [r.usage for r in SESSION_REPLIES]
-    assert session["tokens"] == {
-        "input": sum(u.input for u in usages), "output": sum(u.output for u in usages),
-        "cache_creation": sum(u.cache_creation for u in usages),
-        "cache_read": sum(u.cache_read for u in usages),
-        "total": sum(u.context + u.output for u in usages),
-    }  # fmt: skip
+    assert session["tokens"] == totals(usages)
     assert session["subagent_tokens"]["input"] == SUB.usage.input
     assert session["tool_calls"] == 1
 
