@@ -55,6 +55,7 @@ class _Connection(asyncio.Protocol):
         self.headers: Headers = []
         self.paused = False
         self.interim = False  # the message being parsed is a 1xx
+        self.until_eof = False  # the answer has neither a length nor chunks: EOF ends it
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -72,7 +73,10 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamBrokenError("the API's answer is not valid HTTP/1.1"))
 
     def eof_received(self) -> None:
-        self.closed = True  # never reused; an answer under way fails in connection_lost
+        self.closed = True  # never reused; an answer under way fails in connection_lost,
+        if self.until_eof and not self.complete:  # unless it is one that EOF ends
+            self._push(_END)
+            self.complete = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -90,6 +94,8 @@ class _Connection(asyncio.Protocol):
         self.interim = 100 <= status < 200
         if self.interim:
             return  # an interim answer (100 Continue): the real one follows
+        names = {name for name, _ in headers}
+        self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
         self._push((status, headers))
         if self.head_only:  # an answer to HEAD has no body, whatever its length says
             self._push(_END)

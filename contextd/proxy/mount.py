@@ -19,7 +19,7 @@ from contextd.proxy.telemetry import Item
 
 class ByPort:
     """Route connections on ``port`` to ``proxy``, all others (and the lifespan) to ``main``;
-    the proxy's upstream connections are closed when the lifespan shuts down."""
+    at shutdown the proxy's telemetry is drained and its connections closed first."""
 
     def __init__(self, main: ASGIApp, proxy: Proxy, port: int) -> None:
         self.main = main
@@ -28,13 +28,16 @@ class ByPort:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
+            proxy = self.proxy
 
-            async def closing(message: Message) -> None:
-                if message["type"].startswith("lifespan.shutdown."):
-                    await self.proxy.aclose()
-                await send(message)
+            async def draining() -> Message:
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    # Before the daemon stops: pending telemetry still reaches its engine.
+                    await proxy.aclose()
+                return message
 
-            await self.main(scope, receive, closing)
+            await self.main(scope, draining, send)
             return
         server = scope.get("server")
         if server is not None and server[1] == self.port:

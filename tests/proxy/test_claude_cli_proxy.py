@@ -143,4 +143,5 @@ def test_the_key_is_in_no_database_file_log_or_metric(run: Run) -> None:
     assert len(state) >= 2  # the database and the install secret at least
     assert_key_absent(FAKE_API_KEY, [*state, run.log, run.exposition,
                                      json.dumps(run.session).encode()])  # fmt: skip
+    assert b"not recorded" not in run.log
     assert b"API proxy on http://127.0.0.1" in run.log

@@ -100,3 +100,14 @@ def test_a_large_answer_to_a_slow_reader_arrives_whole(upstream: Upstream) -> No
     ):
         received = b"".join(response.iter_raw(chunk_size=1024))
     assert received == b"".join(chunks)
+
+
+def test_an_answer_ended_by_closing_the_connection_arrives_whole(upstream: Upstream) -> None:
+    body = b'{"type":"message","id":"msg_eof"}' * 100
+    upstream.add(Script(200, (("content-type", "application/json"),), (body,), eof=True),
+                 streamed(TEXT, "msg_after_eof"))  # fmt: skip
+    with running_proxy(upstream.url) as proxy:
+        first, second = post(proxy, ask()), post(proxy, ask())
+    assert (first.status_code, first.content) == (200, body)
+    assert second.status_code == 200  # on a new connection
+    assert upstream.connections == 2

@@ -193,4 +193,5 @@ def test_the_key_is_in_no_database_file_log_metric_or_api_answer(run: Run) -> No
     log = stop_for_log(daemon)
     assert_key_absent(KEY, [metrics, *answers, *live, *state_files(daemon), log])
     assert b"contextd_session_context_tokens" in metrics
+    assert b"not recorded" not in log
     assert b"API proxy on http://127.0.0.1" in log  # the log was there to search

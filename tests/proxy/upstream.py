@@ -51,6 +51,7 @@ class Script:
     close: bool = False  # close the connection after the answer (no keep-alive)
     interim: bool = False  # send "100 Continue" first
     drop: bool = False  # close the connection after the answer without announcing it
+    eof: bool = False  # neither a length nor chunks: the body ends when the connection closes
 
     @property
     def body(self) -> bytes:
@@ -199,7 +200,7 @@ class Upstream:
                     self.send_header(name, value)
                 if script.length:
                     self.send_header("content-length", str(len(script.body)))
-                else:
+                elif not script.eof:
                     self.send_header("transfer-encoding", "chunked")
                 if script.close:
                     self.send_header("connection", "close")
@@ -216,7 +217,8 @@ class Upstream:
                     self.close_connection = True
 
             def _body(self, script: Script) -> None:
-                if script.length:
+                if script.length or script.eof:
+                    self.close_connection = self.close_connection or script.eof
                     self.wfile.write(script.body)
                     self.wfile.flush()
                     return
