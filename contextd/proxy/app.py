@@ -10,7 +10,8 @@ reads each chunk after it was passed on; its failure only ends the telemetry of 
 Failures: a body over ``max_body`` → 413, a wrong ``Host`` → 421, a foreign browser ``Origin``
 → 403 (before anything is forwarded); upstream unreachable → 502, silent longer than the read
 timeout before answering → 504 (JSON ``{"error", "field"}``). Once the answer has started, an
-upstream failure aborts the client's connection, so a cut stream never looks complete. A client
+upstream failure closes the client's connection before the answer's end (the server does so
+when the app returns without it), so a cut stream never looks complete. A client
 that disconnects cancels the upstream request (its connection is closed).
 
 Telemetry (:mod:`contextd.proxy.telemetry`) is handed to ``sink`` in a background task after
@@ -30,12 +31,7 @@ from typing import Any
 import orjson
 
 from contextd.config import Settings
-from contextd.errors import (
-    ContextdError,
-    UpstreamBrokenError,
-    UpstreamError,
-    UpstreamTimeoutError,
-)
+from contextd.errors import ContextdError, UpstreamError, UpstreamTimeoutError
 from contextd.events import ApiError
 from contextd.ingest.transcripts import ResponseLine
 from contextd.proxy.client import Headers, UpstreamClient, UpstreamResponse
@@ -265,10 +261,11 @@ class Proxy:
                 if outcome.tap is not None:
                     self._feed(outcome, chunk)
         except UpstreamError as exc:
-            # Raising out of the ASGI app makes the server abort the client's connection: a
-            # stream cut upstream must not end like a whole one.
+            # Returning without the last body message makes the server close the client's
+            # connection: a stream cut upstream must not end like a whole one.
             outcome.failure = "timeout" if isinstance(exc, UpstreamTimeoutError) else "broken"
-            raise UpstreamBrokenError(f"the API's answer broke off: {exc}") from None
+            log.warning("proxy: the API's answer broke off (%s); the client's stream is cut", exc)
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         outcome.done = True
 

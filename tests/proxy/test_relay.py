@@ -267,12 +267,13 @@ def test_an_answer_that_breaks_off_never_looks_complete_to_the_client(
     upstream: Upstream,
 ) -> None:
     upstream.add(Script(chunks=(b'event: ping\ndata: {"type":"ping"}\n\n', Gate())))
-    with (
-        running_proxy(upstream.url, read_timeout=0.3) as proxy,
-        proxy.client() as client,
-        pytest.raises(httpx2.RemoteProtocolError),
-    ):
-        client.post("/v1/messages", content=json.dumps(ask()).encode(), headers=headers())
+    with running_proxy(upstream.url, read_timeout=0.3) as proxy, proxy.client() as client:
+        with pytest.raises(httpx2.RemoteProtocolError):  # cut before the terminating chunk
+            client.post("/v1/messages", content=json.dumps(ask()).encode(), headers=headers())
+        ((items, _),) = proxy.wait_received(1)
+    (failure,) = [i for i in items if isinstance(i, ApiError)]
+    assert (failure.status, failure.error_type) == (None, "timeout")
+    assert not any(isinstance(i, ResponseLine) for i in items)
 
 
 @pytest.mark.parametrize(
