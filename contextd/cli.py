@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import orjson
 
 from contextd import __version__
-from contextd.config import Settings, load_settings
+from contextd.config import Settings, http_url, load_settings
 from contextd.daemon_client import daemon_get
 from contextd.entry import LEAN_COMMANDS
 from contextd.entry import main as lean_main
@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 7323)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--proxy",
+        action="store_true",
+        default=None,
+        help="also run the API proxy (ANTHROPIC_BASE_URL=http://127.0.0.1:7324)",
+    )
+    serve.add_argument("--proxy-port", type=int, help="the API proxy's port (default 7324)")
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="the API the proxy forwards to (default https://api.anthropic.com)",
+    )
     mcp = sub.add_parser("mcp", help="serve the MCP tools over stdio (for `claude mcp add`)")
     _common(mcp, json=False)
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
@@ -277,6 +289,18 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy_options(settings: Settings, args: argparse.Namespace) -> Settings:
+    if args.proxy:
+        settings = replace(settings, proxy=True)
+    if args.proxy_port is not None:
+        if not 0 < args.proxy_port < 65536:
+            raise ConfigError(f"--proxy-port: not a TCP port: {args.proxy_port}")
+        settings = replace(settings, proxy_port=args.proxy_port)
+    if args.upstream is not None:
+        settings = replace(settings, proxy_upstream=http_url("--upstream", args.upstream))
+    return settings
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.host:
@@ -285,6 +309,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not 0 < args.port < 65536:
             raise ConfigError(f"--port: not a TCP port: {args.port}")
         settings = replace(settings, port=args.port)
+    settings = _proxy_options(settings, args)
     claude_roots(settings.config_dirs)  # bad dirs fail here, before anything listens
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip

@@ -32,6 +32,13 @@ key                 environment                meaning
 ``identity_hash``   ``CONTEXTD_IDENTITY_HASH`` user ids: ``hmac`` (keyed, default) or ``sha256``
 ``usage_horizon_hours`` ``CONTEXTD_USAGE_HORIZON_HOURS`` hours of usage entries the daemon
                                                keeps (24; at least 5, one block)
+``proxy``           ``CONTEXTD_PROXY``         run the API proxy (``true``/``false``)
+``proxy_port``      ``CONTEXTD_PROXY_PORT``    its port on 127.0.0.1 (default 7324)
+``proxy_upstream``  ``CONTEXTD_PROXY_UPSTREAM`` API base URL it forwards to
+``proxy_max_body_bytes`` ``CONTEXTD_PROXY_MAX_BODY_BYTES`` proxied request bodies cap (32 MiB)
+``proxy_connect_timeout`` ``CONTEXTD_PROXY_CONNECT_TIMEOUT`` seconds to connect upstream
+``proxy_read_timeout`` ``CONTEXTD_PROXY_READ_TIMEOUT`` seconds of upstream silence tolerated
+``proxy_session_header`` ``CONTEXTD_PROXY_SESSION_HEADER`` extra header naming the session
 ==================  =========================  ==========================================
 """
 
@@ -53,6 +60,8 @@ __all__ = ["DEFAULT_PORT", "LOOPBACK", "Settings", "load_settings", "runtime_dir
 
 
 DEFAULT_PORT = 7323
+DEFAULT_PROXY_PORT = 7324
+ANTHROPIC_API = "https://api.anthropic.com"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -77,6 +86,13 @@ class Settings:
     usage_interval: float = 5.0
     identity_hash: str = "hmac"
     usage_horizon_hours: float = 24.0
+    proxy: bool = False
+    proxy_port: int = DEFAULT_PROXY_PORT
+    proxy_upstream: str = ANTHROPIC_API
+    proxy_max_body_bytes: int = 32 * 1024 * 1024
+    proxy_connect_timeout: float = 10.0
+    proxy_read_timeout: float = 600.0  # Claude Code's own request timeout
+    proxy_session_header: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -135,6 +151,22 @@ def _identity_hash(name: str, value: object) -> str:
     return str(value)
 
 
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                     "no", "off"):  # fmt: skip
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def http_url(name: str, value: object) -> str:
+    """An http(s) base URL, without a trailing slash (else a ConfigError naming ``name``)."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
 def _strings(name: str, value: object) -> tuple[str, ...]:
     items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
@@ -148,7 +180,9 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
     "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
     "pricing": _path, "usage_interval": _float, "identity_hash": _identity_hash,
-    "usage_horizon_hours": _horizon,
+    "usage_horizon_hours": _horizon, "proxy": _flag, "proxy_port": _port,
+    "proxy_upstream": http_url, "proxy_max_body_bytes": _int, "proxy_connect_timeout": _float,
+    "proxy_read_timeout": _float, "proxy_session_header": _text,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +30,8 @@ from contextd.events import Observation
 from contextd.identity import ToolUseIndex, install_secret, local_user_id
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
+from contextd.ingest.transcripts import ParseStats, RecordResolver, ResponseLine
+from contextd.ledger import ResponseLedger
 from contextd.models import SessionEvent, SessionSnapshot
 from contextd.sessions import SessionManager
 from contextd.store import Store
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("contextd")
 T = TypeVar("T")
+Observed = Observation | ResponseLine
+"""What :meth:`Daemon.observe` takes: a ResponseLine (the API proxy's view of a response) is
+de-duplicated by the ledger with the transcripts' lines, so a response seen twice counts once."""
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 
@@ -66,7 +71,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_counts: Counter[str] = Counter()
         self._otlp: OtlpExporter | None = None
-        self._inbox: list[tuple[list[Observation], str, asyncio.Future[None]]] = []
+        self._inbox: list[tuple[Sequence[Observed], str, asyncio.Future[None]]] = []
         self._inbox_lock = threading.Lock()
         # Usage accounting reads the transcripts on its own (read-only, ccusage's rules) and
         # keeps only the last usage_horizon_hours of entries (contextd.usage.service).
@@ -154,15 +159,28 @@ class Daemon:
         now = self.clock()
         error: BaseException | None = None
         try:
-            for observations, event, _ in batch:
-                self.ingestor.apply(observations, now)
-                self._pending_counts[f"hook_events_{event}"] += 1
+            for observations, counter, _ in batch:
+                self.ingestor.apply(self._resolved(observations), now)
+                self._pending_counts[counter] += 1
             self._commit()
         except StoreError as exc:
             error = exc
         for _, _, future in batch:
             loop = future.get_loop()
             loop.call_soon_threadsafe(_settle, future, error)
+
+    def _resolved(self, observations: Sequence[Observed]) -> list[Observation]:
+        """Observations with each ResponseLine resolved through the ledger (as a transcript's)."""
+        if not any(type(o) is ResponseLine for o in observations):
+            return list(observations)  # type: ignore[arg-type]  # no ResponseLine in it
+        resolver = RecordResolver(ResponseLedger(self.ingestor.store.ledger), ParseStats())
+        out: list[Observation] = []
+        for obs in observations:
+            if type(obs) is ResponseLine:
+                out.extend(resolver.resolve([obs]))
+            else:
+                out.append(obs)  # type: ignore[arg-type]  # an Observation
+        return out
 
     def _tick(self) -> None:
         self.ingestor.manager.tick(self.clock())
@@ -175,12 +193,15 @@ class Daemon:
 
     # -- public, async ---------------------------------------------------------------------
 
-    async def observe(self, observations: list[Observation], event: str) -> None:
+    async def observe(
+        self, observations: Sequence[Observed], event: str, *, counter: str | None = None
+    ) -> None:
         """Apply and commit observations from an HTTP source; returns once committed (and
-        raises :class:`~contextd.errors.StoreError` when the commit failed)."""
+        raises :class:`~contextd.errors.StoreError` when the commit failed). Each call counts
+        one ``counter`` (default ``hook_events_<event>``)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._inbox_lock:
-            self._inbox.append((observations, event, future))
+            self._inbox.append((observations, counter or f"hook_events_{event}", future))
             first = len(self._inbox) == 1
         if first:  # otherwise a batch is already scheduled and will take this one too
             self._executor.submit(self._observe_batch)

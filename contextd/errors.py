@@ -16,6 +16,10 @@
         ├── SourceUnreachableError    nothing answers: refused, no socket, timeout, DNS
         └── QueryError                it answered, but with an error (bad PromQL, 4xx/5xx,
                                       a body that is not what the API promises)
+    └── UpstreamError             the API proxy's upstream failed (contextd.proxy.client)
+        ├── UpstreamTimeoutError      no connection, or nothing read, within its timeout
+        ├── UpstreamUnreachableError  the connection was refused or failed (TLS included)
+        └── UpstreamBrokenError       the answer broke off or is not HTTP/1.1
 
 Library code raises these; only ``contextd.cli`` turns them into messages and exit codes.
 """
@@ -74,3 +78,19 @@ class SourceUnreachableError(SourceError):
 
 class QueryError(SourceError):
     """The source answered, but with an error or with a body the API does not promise."""
+
+
+class UpstreamError(ContextdError):
+    """The API proxy's upstream failed; the proxy answers 502/504, or cuts a started stream."""
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """No connection within the connect timeout, or nothing read within the read timeout."""
+
+
+class UpstreamUnreachableError(UpstreamError):
+    """The upstream refused or failed the connection."""
+
+
+class UpstreamBrokenError(UpstreamError):
+    """The upstream's answer broke off, or was not HTTP/1.1."""

@@ -1,6 +1,6 @@
 """Observations fed to the session engine.
 
-Sources (transcripts today; hooks, the status line and MCP later) translate what they see
+Sources (transcripts, hooks, the status line, MCP and the API proxy) translate what they see
 into these values and hand them to :meth:`contextd.sessions.SessionManager.apply`. They carry
 facts only; the engine decides what they change.
 """
@@ -119,4 +119,22 @@ class StatusLine:
     origin: Origin | None = None
 
 
-Observation = Activity | Response | Compaction | SessionStart | SessionEnd | StatusLine
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """The API answered a request of the session with an error (the API proxy saw it).
+
+    ``status`` is the HTTP status (None for an error event inside a stream, or when no answer
+    came: ``error_type`` is then ``timeout`` or ``unreachable``); ``retry_after`` and
+    ``rate_limits`` (``anthropic-ratelimit-*`` headers) are copied as sent. Never a body.
+    """
+
+    session_id: str
+    at: float
+    status: int | None
+    error_type: str | None = None
+    retry_after: str | None = None
+    rate_limits: tuple[tuple[str, str], ...] = ()
+    origin: Origin | None = None
+
+
+Observation = Activity | Response | Compaction | SessionStart | SessionEnd | StatusLine | ApiError

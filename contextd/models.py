@@ -52,6 +52,7 @@ class EventKind(StrEnum):
     MODEL_CHANGED = "model_changed"
     WINDOW_CHANGED = "window_changed"
     STATUS_CHANGED = "status_changed"
+    API_ERROR = "api_error"
 
 
 @dataclass(frozen=True, slots=True)

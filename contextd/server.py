@@ -606,6 +606,26 @@ def bind_unix(path: Path) -> socket.socket:
     return sock
 
 
+def proxy_listener(settings: Settings) -> list[socket.socket]:
+    """The API proxy's socket (always 127.0.0.1, see :mod:`contextd.proxy`), when enabled."""
+    if not settings.proxy:
+        return []
+    if settings.proxy_port == settings.port:
+        raise ConfigError(f"proxy_port: {settings.proxy_port} is the daemon's own port")
+    return [bind_tcp("127.0.0.1", settings.proxy_port)]
+
+
+def with_proxy(app: ASGIApp, daemon: Daemon) -> ASGIApp:
+    """``app``, plus the API proxy on its own port when ``settings.proxy`` is on."""
+    if not daemon.settings.proxy:
+        return app
+    from contextd.proxy.mount import mount  # noqa: PLC0415 (httpx only when the proxy runs)
+
+    log.info("API proxy on http://127.0.0.1:%d → %s", daemon.settings.proxy_port,
+             daemon.settings.proxy_upstream)  # fmt: skip
+    return mount(app, daemon)
+
+
 def serve(settings: Settings) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit code."""
     if not settings.loopback and not settings.token:
@@ -613,14 +633,17 @@ def serve(settings: Settings) -> int:
             f"refusing to listen on {settings.host} without a token: set CONTEXTD_TOKEN"
         )
     tcp = bind_tcp(settings.host, settings.port)
+    listeners = [tcp]
     try:
-        unix = bind_unix(settings.socket)
+        listeners.append(bind_unix(settings.socket))
+        listeners += proxy_listener(settings)
     except BaseException:
-        tcp.close()
+        for sock in listeners:
+            sock.close()
         raise
     daemon = Daemon(settings)
     config = uvicorn.Config(
-        build_app(daemon), lifespan="on", log_level="warning", access_log=False,
+        with_proxy(build_app(daemon), daemon), lifespan="on", log_level="warning", access_log=False,
         http=PeerCredHttpToolsProtocol, loop="auto",
         timeout_keep_alive=5, timeout_graceful_shutdown=10, limit_concurrency=1024,
         h11_max_incomplete_event_size=64 * 1024, server_header=False, date_header=False,
@@ -634,10 +657,10 @@ def serve(settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop if any
-            runner.run(server.serve(sockets=[tcp, unix]))
+            runner.run(server.serve(sockets=listeners))
     finally:
-        tcp.close()
-        unix.close()
+        for sock in listeners:
+            sock.close()
         with contextlib.suppress(FileNotFoundError):
             settings.socket.unlink()
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from contextd.events import (
     Activity,
+    ApiError,
     Compaction,
     Observation,
     Origin,
@@ -281,6 +282,10 @@ class SessionManager:
             self._apply_start(session, obs, now)
         elif isinstance(obs, SessionEnd):
             self._apply_end(session, obs)
+        elif isinstance(obs, ApiError):
+            self._emit(session, obs.at, EventKind.API_ERROR, status=obs.status,
+                       error_type=obs.error_type, retry_after=obs.retry_after,
+                       rate_limits=dict(obs.rate_limits))  # fmt: skip
         else:
             assert isinstance(obs, Activity)
         self._changed(session)
@@ -421,6 +426,7 @@ class SessionManager:
                 session.git_branch = origin.git_branch or session.git_branch
                 session.version = origin.version or session.version
                 session.entrypoint = origin.entrypoint or session.entrypoint
+                session.user = origin.user or session.user
             if origin.cwd and (earliest or session.project is None):
                 session.project = project_name(origin.cwd)
             if origin.session_type and session.session_type is None:

@@ -39,12 +39,13 @@ class Served:
         env: dict[str, str] | None = None,
         log_level: str = "warning",
         log_file: Path | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CONTEXTD_", "OTEL_"))}
         env = {**base, "CONTEXTD_TICK_INTERVAL": "0.5", **(env or {})}
         argv = [sys.executable, "-m", "contextd", "serve", "--port", str(self.port),
                 "--config-dir", str(self.root), "--db", str(self.db),
-                "--socket", str(self.socket), "--log-level", log_level]  # fmt: skip
+                "--socket", str(self.socket), "--log-level", log_level, *args]  # fmt: skip
         if log_file is None:
             self.proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
         else:

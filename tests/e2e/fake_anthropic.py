@@ -56,6 +56,17 @@ class Usage:
         }
 
 
+def totals(usages: Sequence[Usage]) -> dict[str, int]:
+    """The token totals of ``usages`` as the daemon reports a session's ``tokens``."""
+    return {
+        "input": sum(u.input for u in usages),
+        "output": sum(u.output for u in usages),
+        "cache_creation": sum(u.cache_creation for u in usages),
+        "cache_read": sum(u.cache_read for u in usages),
+        "total": sum(u.context + u.output for u in usages),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     text: str
