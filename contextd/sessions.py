@@ -426,7 +426,6 @@ class SessionManager:
                 session.git_branch = origin.git_branch or session.git_branch
                 session.version = origin.version or session.version
                 session.entrypoint = origin.entrypoint or session.entrypoint
-                session.user = origin.user or session.user
             if origin.cwd and (earliest or session.project is None):
                 session.project = project_name(origin.cwd)
             if origin.session_type and session.session_type is None:

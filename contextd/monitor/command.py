@@ -6,7 +6,10 @@ and :func:`run_ui` loads the UI only when it is about to draw.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
+import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -83,5 +86,12 @@ def run_ui(opts: MonitorOptions) -> int:
     """Draw the monitor in this terminal until the user quits."""
     from contextd.monitor.app import MonitorApp  # noqa: PLC0415 (Textual only when drawing)
 
-    MonitorApp(source(opts), refresh_seconds=opts.refresh, thresholds=opts.thresholds).run()
-    return 0
+    app = MonitorApp(source(opts), refresh_seconds=opts.refresh, thresholds=opts.thresholds)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(app.run_async())
+    # The terminal is restored. Reads still running in worker threads (a slow or unreachable
+    # backend, up to their timeouts) hold nothing to save: exit now instead of joining them,
+    # as asyncio.run would (``q`` must quit at once, whatever the backends do).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(app.return_code or 0)
