@@ -158,18 +158,37 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "daemon.json")
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="run the daemon with this GIL switch interval (an A/B knob)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="contextd-bench-daemon-"))
     (work / "claude" / "projects").mkdir(parents=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTEXTD_", "OTEL_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "contextd", "serve", "--port", str(port), "--config-dir",
-         str(work / "claude"), "--db", str(work / "state" / "contextd.db"),
-         "--socket", str(work / "run" / "contextd.sock"), "--log-level", "warning"],
-        env=env,
-    )  # fmt: skip
+    serve = [
+        "serve",
+        "--port",
+        str(port),
+        "--config-dir",
+        str(work / "claude"),
+        "--db",
+        str(work / "state" / "contextd.db"),
+        "--socket",
+        str(work / "run" / "contextd.sock"),
+        "--log-level",
+        "warning",
+    ]
+    launcher = ["-m", "contextd"]
+    if args.switch_interval is not None:
+        launcher = ["-c", "import runpy, sys; sys.setswitchinterval(float(sys.argv.pop(1))); "
+                    "runpy.run_module('contextd', run_name='__main__')",
+                    str(args.switch_interval)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, *launcher, *serve], env=env)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -48,6 +48,16 @@ def test_listens_on_loopback_and_a_private_unix_socket(served: Served) -> None:
     assert b'"status":"ok"' in reply
 
 
+def test_the_served_daemon_settles_its_heap_once_ready(served: Served) -> None:
+    """After the initial scan, ``contextd serve`` freezes what is alive (modules, SDKs, the
+    scan's state) out of the cyclic GC's reach: full collections then stay short under load."""
+    status, stats = served.get("/api/stats")
+    assert status == 200
+    frozen = stats["gc_frozen_objects"]
+    assert isinstance(frozen, int)
+    assert frozen > 10_000  # the interpreter, starlette, uvicorn, the MCP SDK, ...
+
+
 def test_a_second_instance_is_refused_and_the_first_keeps_its_socket(
     served: Served, tmp_path: Path
 ) -> None:
