@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import orjson
 
 from contextd import __version__
-from contextd.config import Settings, load_settings
+from contextd.config import Settings, apply_settings, load_settings
 from contextd.daemon_client import daemon_get
 from contextd.entry import LEAN_COMMANDS
 from contextd.entry import main as lean_main
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 7323)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument("--store", metavar="PATH|postgresql://…",
+                       help="session records: a SQLite file (default: history.db by the state "
+                       "db) or a PostgreSQL URL")  # fmt: skip
+    serve.add_argument("--forward", metavar="URL", help="send session records to the central "
+                       "contextd at URL (token: CONTEXTD_FORWARD_TOKEN)")  # fmt: skip
+    serve.add_argument("--retention-days", metavar="DAYS",
+                       help="delete session records older than this")  # fmt: skip
     mcp = sub.add_parser("mcp", help="serve the MCP tools over stdio (for `claude mcp add`)")
     _common(mcp, json=False)
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
@@ -285,12 +292,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not 0 < args.port < 65536:
             raise ConfigError(f"--port: not a TCP port: {args.port}")
         settings = replace(settings, port=args.port)
+    settings = _history_settings(settings, args)
     claude_roots(settings.config_dirs)  # bad dirs fail here, before anything listens
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     from contextd.server import serve  # noqa: PLC0415 (keeps the other commands light)
 
     return serve(settings)
+
+
+def _history_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``--store``, ``--forward`` and ``--retention-days`` over the settings (checked like them)."""
+    given = {"store": getattr(args, "store", None), "forward": getattr(args, "forward", None),
+             "retention_days": getattr(args, "retention_days", None)}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return settings
+    try:
+        return apply_settings(settings, given, "--")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--retention_days", "--retention-days")) from None
 
 
 def _cmd_mcp(args: argparse.Namespace) -> int:

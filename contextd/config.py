@@ -30,6 +30,14 @@ key                 environment                meaning
 ``pricing``         ``CONTEXTD_PRICING``       LiteLLM-format price file over the bundled table
 ``usage_interval``  ``CONTEXTD_USAGE_INTERVAL`` seconds between usage (cost, block) refreshes
 ``identity_hash``   ``CONTEXTD_IDENTITY_HASH`` user ids: ``hmac`` (keyed, default) or ``sha256``
+``store``           ``CONTEXTD_STORE``         session records: a SQLite file (default
+                                               ``history.db`` by the state db) or a
+                                               ``postgresql://`` URL
+``retention_days``  ``CONTEXTD_RETENTION_DAYS`` session records older than this are deleted
+``record_project``  ``CONTEXTD_RECORD_PROJECT`` records name the project (``name``) or hash it
+``record_settle``   ``CONTEXTD_RECORD_SETTLE`` seconds after a session's end before its record
+``forward``         ``CONTEXTD_FORWARD``       central contextd to send session records to
+``forward_token``   ``CONTEXTD_FORWARD_TOKEN`` the central's bearer token
 ==================  =========================  ==========================================
 """
 
@@ -74,6 +82,12 @@ class Settings:
     pricing: Path | None = None
     usage_interval: float = 5.0
     identity_hash: str = "hmac"
+    store: str | None = None
+    retention_days: float | None = None
+    record_project: str = "name"
+    record_settle: float = 30.0
+    forward: str | None = None
+    forward_token: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -125,6 +139,16 @@ def _identity_hash(name: str, value: object) -> str:
     return str(value)
 
 
+def _record_project(name: str, value: object) -> str:
+    if value not in ("name", "hash"):
+        raise ConfigError(f"{name}: expected name or hash, got {value!r}")
+    return str(value)
+
+
+def _settle(name: str, value: object) -> float:
+    return 0.0 if value in (0, "0") else _float(name, value)
+
+
 def _strings(name: str, value: object) -> tuple[str, ...]:
     items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
@@ -138,11 +162,18 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "max_body_bytes": _int, "max_series": _int, "tick_interval": _float,
     "rescan_interval": _float, "prometheus_url": _text, "monitor_refresh": _float,
     "pricing": _path, "usage_interval": _float, "identity_hash": _identity_hash,
+    "store": _text, "retention_days": _float, "record_project": _record_project,
+    "record_settle": _settle, "forward": _text, "forward_token": _text,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,
     "critical_percent": _float, "default_window": _int,
 }  # fmt: skip
+
+
+def apply_settings(settings: Settings, values: Mapping[str, object], where: str) -> Settings:
+    """``settings`` with ``values`` (checked, errors prefixed with ``where``) applied."""
+    return _apply(settings, values, where)
 
 
 def _apply(settings: Settings, values: Mapping[str, object], where: str) -> Settings:

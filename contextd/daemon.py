@@ -31,6 +31,7 @@ from contextd.identity import ToolUseIndex, install_secret, local_user_id
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
 from contextd.models import SessionEvent, SessionSnapshot
+from contextd.records.service import History, HistoryConfig, usage_costs
 from contextd.sessions import SessionManager
 from contextd.store import Store
 from contextd.usage.gauges import EMPTY_USAGE, UsageMetrics
@@ -71,6 +72,7 @@ class Daemon:
         # Usage accounting reads the transcripts on its own (read-only, ccusage's rules).
         self.usage = UsageService(self.roots, load_prices(settings.pricing), clock=clock)
         self.usage_metrics: UsageMetrics = EMPTY_USAGE
+        self.history: History | None = None  # session records (contextd.records), from start()
 
     # -- engine thread -------------------------------------------------------------------------
 
@@ -204,9 +206,31 @@ class Daemon:
         """Open the store, then catch up on transcripts in the background (``ready`` turns
         true when done; hooks that arrive meanwhile queue behind it on the engine thread)."""
         await self.run(self._open)
+        self.history = await asyncio.to_thread(self._open_history)
         self._start_otlp()
         self._tasks = [asyncio.create_task(self._catch_up(), name="contextd-catch-up")]
         self._tasks.append(asyncio.create_task(self._usage_refresher(), name="contextd-usage"))
+
+    def _open_history(self) -> History:
+        return History(HistoryConfig.from_settings(self.settings),
+                       secret=install_secret(self.settings.db.parent), local_user=self.user,
+                       costs=usage_costs(self.usage))  # fmt: skip
+
+    def _history_tasks(self) -> list[asyncio.Task[None]]:
+        """Record ended sessions (after the catch-up scan), and forward them when asked."""
+        history = self.history
+        if history is None:
+            return []
+
+        def stored() -> list[SessionSnapshot]:
+            return [s for s in self.ingestor.store.sessions() if not s.live]
+
+        tasks = [asyncio.create_task(
+            history.run(lambda: self.sessions, lambda: self.run(stored), self.clock,
+                        self.settings.tick_interval), name="contextd-history")]  # fmt: skip
+        if history.forwarder is not None:
+            tasks.append(asyncio.create_task(history.forwarder.run(), name="contextd-forward"))
+        return tasks
 
     def _start_otlp(self) -> None:
         """Push the metrics over OTLP when the standard OTEL_* environment asks for it."""
@@ -235,6 +259,7 @@ class Daemon:
             asyncio.create_task(self._ticker(), name="contextd-ticker"),
             asyncio.create_task(self._rescanner(), name="contextd-rescan"),
             asyncio.create_task(self._checkpointer(), name="contextd-checkpoint"),
+            *self._history_tasks(),
         ]
 
     async def stop(self) -> None:
@@ -246,6 +271,8 @@ class Daemon:
         self._tasks = []
         await self.run(self._close)
         self._executor.shutdown(wait=True)
+        if self.history is not None:
+            self.history.close()
         if self._otlp is not None:
             exporter = self._otlp
             await asyncio.to_thread(exporter.shutdown, 5.0)  # one bounded last export

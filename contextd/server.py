@@ -20,6 +20,7 @@ import contextlib
 import errno
 import hmac
 import logging
+import math
 import os
 import signal
 import socket
@@ -59,6 +60,8 @@ from contextd.ingest.hooks import (
 from contextd.mcp import DaemonBackend, build_mcp, http_app
 from contextd.models import SessionEvent, SessionSnapshot, SessionStatus
 from contextd.peer import PEER_EXTENSION, peer_credentials
+from contextd.records.model import RecordBatch, SessionRecord
+from contextd.records.store import RecordQuery
 from contextd.sessions import EngineConfig
 from contextd.usage.options import parse_options, parse_report
 from contextd.views import event_view, iso, session_view, threshold_state
@@ -84,7 +87,7 @@ HOOK_EVENTS = frozenset({
 _ROUTES = frozenset({
     "/hooks", "/api/statusline", "/api/session/start", "/api/session/end", "/api/sessions",
     "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics", "/mcp",
-    "/api/checkpoint",
+    "/api/checkpoint", "/v1/session-events", "/v1/session-records",
 })  # fmt: skip
 _TEMPLATES = (("/api/sessions/", "/api/sessions/{id}"), ("/api/tool-uses/", "/api/tool-uses/{id}"))
 
@@ -249,6 +252,19 @@ def _int_param(request: Request, name: str, default: int) -> int:
         raise RequestError(422, f"{name} must be an integer", name) from None
 
 
+def _float_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise RequestError(422, f"{name} must be seconds since the epoch", name)
+    return value
+
+
 def _replay(body: bytes) -> Receive:
     sent = False
 
@@ -300,6 +316,8 @@ class Api:
             Route("/api/usage", self.usage),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
+            Route("/v1/session-events", self.session_events, methods=["POST"]),
+            Route("/v1/session-records", self.session_records),
         ]
 
     def _follow_transcript(self, path: str | None) -> None:
@@ -471,6 +489,48 @@ class Api:
             return {**service.report(report, options), "source": "daemon"}
 
         return json_response(await asyncio.to_thread(compute))
+
+    # -- session history (contextd.records) ------------------------------------------------
+
+    async def session_events(self, request: Request) -> Response:
+        """``POST /v1/session-events``: one session record, or ``{"records": [...]}``; stored
+        idempotently (a record whose key is there is a duplicate); 202 once committed."""
+        history = self.daemon.history
+        if history is None:
+            return problem(503, "the record store is not open yet")
+        body = await request.body()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return problem(400, "request body is not valid JSON", "body")
+        try:
+            if isinstance(data, dict) and "records" in data:
+                records = parse(body, RecordBatch).records
+            else:
+                records = [parse(body, SessionRecord)]
+        except RequestError as exc:
+            return exc.response()
+        added = await asyncio.to_thread(history.store.add, records)
+        return json_response({"accepted": added.accepted, "duplicates": added.duplicates}, 202)
+
+    async def session_records(self, request: Request) -> Response:
+        """``GET /v1/session-records?user=&project=&since=&until=&limit=`` (times: epoch
+        seconds): stored records, oldest first, each with ``is_me``."""
+        history = self.daemon.history
+        if history is None:
+            return problem(503, "the record store is not open yet")
+        params = request.query_params
+        try:
+            since, until = _float_param(request, "since"), _float_param(request, "until")
+            limit = min(10_000, max(1, _int_param(request, "limit", 1000)))
+        except RequestError as exc:
+            return exc.response()
+        query = RecordQuery(identity=params.get("user") or None, since=since, until=until,
+                            project=params.get("project") or None, limit=limit)  # fmt: skip
+        found = await asyncio.to_thread(history.store.records, query)
+        me = self.daemon.user
+        return json_response({"records": [{**r.as_json(), "is_me": r.identity_hash == me}
+                                          for r in found]})  # fmt: skip
 
     async def healthz(self, request: Request) -> Response:
         daemon = self.daemon
