@@ -1,0 +1,89 @@
+"""``contextd serve --forward``: two real daemons. The central is stopped while sessions end
+on the edge, then started again: every record arrives, exactly once, and the outbox drains."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.served import Served
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def end_session(edge: Served, sid: str) -> None:
+    for event, extra in (("SessionStart", {"source": "startup"}),
+                         ("SessionEnd", {"reason": "logout"})):  # fmt: skip
+        status, _ = edge.post("/hooks", {"session_id": sid, "hook_event_name": event,
+                                         "cwd": "/home/u/proj", **extra})  # fmt: skip
+        assert status == 200
+
+
+def central_hashes(central: Served) -> list[str]:
+    status, body = central.get("/v1/session-records")
+    assert status == 200
+    rows = body["records"]
+    assert isinstance(rows, list)
+    return [r["session_id_hash"] for r in rows]
+
+
+def local_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_records_reach_a_central_that_was_down_exactly_once(tmp_path: Path) -> None:
+    central = Served(tmp_path / "central")
+    edge = Served(tmp_path / "edge")
+    env = {"CONTEXTD_FORWARD": f"http://127.0.0.1:{central.port}", "CONTEXTD_RECORD_SETTLE": "0"}
+    central.start()
+    edge.start(env=env)
+    edge_history = edge.db.parent / "history.db"
+    spool = edge.db.parent / "spool.db"
+    try:
+        first = str(uuid.uuid4())
+        end_session(edge, first)
+        wait_until(lambda: len(central_hashes(central)) == 1)
+
+        assert central.stop() == 0
+        later = [str(uuid.uuid4()) for _ in range(5)]
+        for sid in later:
+            end_session(edge, sid)
+        # Recorded on the edge and queued, while nothing answers at the central's address.
+        wait_until(lambda: local_rows(edge_history, "SELECT COUNT(*) FROM session_records")
+                   == [(6,)])  # fmt: skip
+        wait_until(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(5,)])
+
+        central.start()
+        wait_until(lambda: len(central_hashes(central)) == 6)
+        wait_until(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)])
+    finally:
+        for served in (edge, central):
+            if served.proc is not None and served.proc.poll() is None:
+                served.stop()
+    hashes = central_hashes_offline(central)
+    edge_hashes = sorted(str(h) for (h,) in local_rows(
+        edge_history, "SELECT session_id_hash FROM session_records"))  # fmt: skip
+    assert sorted(hashes) == edge_hashes
+    assert len(set(hashes)) == 6
+
+
+def central_hashes_offline(central: Served) -> list[str]:
+    history = central.db.parent / "history.db"
+    return [str(h) for (h,) in local_rows(history, "SELECT session_id_hash FROM session_records")]
