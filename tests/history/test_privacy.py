@@ -32,7 +32,7 @@ class _Central(BaseHTTPRequestHandler):
 
     server: _Capture
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         self.server.bodies.append(body)
         answer = json.dumps({"accepted": len(json.loads(body)["records"]), "duplicates": 0})
@@ -42,7 +42,7 @@ class _Central(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer.encode())
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
