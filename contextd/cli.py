@@ -28,6 +28,7 @@ from contextd.errors import ConfigError, ContextdError, StoreLockedError
 from contextd.identity import install_secret, local_user_id
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
+from contextd.records.forward import events_url
 from contextd.records.model import SessionRecord
 from contextd.records.report import (
     history_table,
@@ -391,12 +392,13 @@ def _history_settings(settings: Settings, args: argparse.Namespace) -> Settings:
     given = {"store": getattr(args, "store", None), "forward": getattr(args, "forward", None),
              "retention_days": getattr(args, "retention_days", None)}  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
-    if not given:
-        return settings
     try:
-        return apply_settings(settings, given, "--")
+        settings = apply_settings(settings, given, "--") if given else settings
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("--retention_days", "--retention-days")) from None
+    if settings.forward is not None:
+        events_url(settings.forward)  # a bad URL fails here, before anything starts
+    return settings
 
 
 def _cmd_mcp(args: argparse.Namespace) -> int:

@@ -405,8 +405,12 @@ class Api:
             chosen = sorted(self._live(request), key=lambda s: -s.last_activity)
         return json_response({
             "active_count": sum(1 for s in chosen if s.live),
-            "sessions": [session_view(s, self.engine) for s in chosen],
+            "sessions": [self._view(s) for s in chosen],
         })  # fmt: skip
+
+    def _view(self, snap: SessionSnapshot) -> dict[str, object]:
+        """A session as the JSON API shows it: with ``is_me`` (the daemon's own user)."""
+        return {**session_view(snap, self.engine), "is_me": snap.user == self.daemon.user}
 
     async def session_detail(self, request: Request) -> Response:
         sid = request.path_params["session_id"]
@@ -420,7 +424,7 @@ class Api:
         user = request.query_params.get("user") or None
         if snap is None or (user is not None and snap.user != user):
             return problem(404, "no such session", "session_id")
-        return json_response({**session_view(snap, self.engine),
+        return json_response({**self._view(snap),
                               "events": [event_view(e) for e in events]})  # fmt: skip
 
     async def tool_use(self, request: Request) -> Response:

@@ -31,11 +31,11 @@ def events_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of the central's session-events endpoint."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"forward: expected an http(s) URL, got {url!r}")
+        raise ConfigError(f"--forward: expected an http(s) URL, got {url!r}")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ConfigError(f"forward: bad port in {url!r}") from None
+        raise ConfigError(f"--forward: bad port in {url!r}") from None
     path = parts.path.rstrip("/")
     if not path.endswith(PATH):
         path += PATH

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -19,49 +15,13 @@ import pytest
 
 from contextd.identity import install_secret, user_id
 from tests.commands import run
+from tests.history.central import capturing
 from tests.served import Served, free_port
 from tests.test_secrets import KEY, SHA, assert_absent, key_env
 
 HOOK_SID = "5ec2e7aa-1111-4222-8333-444455556666"
 TRANSCRIPT_SID = "5ec2e7bb-7777-4888-8999-aaaabbbbcccc"
 PROMPT = "PROMPT-TEXT: please refactor the zanzibar frobnicator quietly"
-
-
-class _Central(BaseHTTPRequestHandler):
-    """Answers like a central contextd (202 with counts) and keeps every body it got."""
-
-    server: _Capture
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.server.bodies.append(body)
-        answer = json.dumps({"accepted": len(json.loads(body)["records"]), "duplicates": 0})
-        self.send_response(202)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer.encode())
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Capture(ThreadingHTTPServer):
-    bodies: list[bytes]
-
-
-@contextmanager
-def capturing(port: int) -> Iterator[_Capture]:
-    server = _Capture(("127.0.0.1", port), _Central)
-    server.bodies = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def wait_until(predicate: object, timeout: float = 30.0) -> None:

@@ -195,3 +195,16 @@ def test_a_session_waits_for_the_settle_time_before_it_is_recorded(tmp_path: Pat
         (due,) = history.notice(daemon.sessions, now + 3601)
         assert due.session_id == SID
         assert history.store.count() == 0
+
+
+def test_the_json_api_marks_the_daemon_users_sessions_is_me(tmp_path: Path) -> None:
+    daemon = Daemon(make_settings(tmp_path))
+    with serve_daemon(daemon) as client:
+        hook(client, "SessionStart", source="startup")
+        hook(client, "SessionStart", sid=SID2, source="startup",
+             contextd_env={"user_id": "fedcba9876543210"})  # fmt: skip
+        rows = client.get("/api/sessions").json()["sessions"]
+        assert {r["session_id"]: r["is_me"] for r in rows} == {SID: True, SID2: False}
+        assert client.get(f"/api/sessions/{SID}").json()["is_me"] is True
+        other = client.get("/api/sessions", params={"user": "fedcba9876543210"}).json()
+        assert [r["session_id"] for r in other["sessions"]] == [SID2]
