@@ -147,3 +147,30 @@ def test_bad_serve_history_options_exit_2_with_one_line(
     assert code == 2
     assert err.count("\n") == 1
     assert option in err
+
+
+def test_a_crash_between_store_and_marks_re_emits_harmlessly(tmp_path: Path) -> None:
+    config = HistoryConfig(store=str(tmp_path / "h.db"), spool=tmp_path / "s.db", settle=0,
+                           forward="http://127.0.0.1:9")  # fmt: skip
+    snap = SessionSnapshot("crash-session", SessionStatus.EXPIRED, 1000.0, 2000.0)
+    first = History(config, secret=b"k" * 32, local_user="0123456789abcdef",
+                    git=lambda _: None)  # fmt: skip
+    try:
+        (due,) = first.notice([snap], 9999.0)
+        (written,) = first.record([due], 9999.0)
+        # What a crash after the store write and before the marks leaves behind:
+        first.spool._run("undo", "DELETE FROM emitted")
+        first.spool.delivered([seq for seq, _ in first.spool.pending(10)])
+    finally:
+        first.close()
+    second = History(config, secret=b"k" * 32, local_user="0123456789abcdef",
+                     git=lambda _: None)  # fmt: skip
+    try:
+        (again,) = second.notice([snap], 9999.0)
+        (rewritten,) = second.record([again], 9999.0)
+        assert rewritten.key == written.key
+        assert second.store.count() == 1  # the store kept the first; nothing doubled
+        assert second.spool.backlog() == 1  # queued again: the central counts a duplicate
+        assert second.notice([snap], 9999.0) == []
+    finally:
+        second.close()

@@ -3,6 +3,7 @@ on the edge, then started again: every record arrives, exactly once, and the out
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
 import uuid
@@ -87,3 +88,26 @@ def test_records_reach_a_central_that_was_down_exactly_once(tmp_path: Path) -> N
 def central_hashes_offline(central: Served) -> list[str]:
     history = central.db.parent / "history.db"
     return [str(h) for (h,) in local_rows(history, "SELECT session_id_hash FROM session_records")]
+
+
+def test_a_killed_edge_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    central = Served(tmp_path / "central")
+    edge = Served(tmp_path / "edge")
+    env = {"CONTEXTD_FORWARD": f"http://127.0.0.1:{central.port}", "CONTEXTD_RECORD_SETTLE": "0"}
+    central.start()
+    edge.start(env=env)
+    try:
+        for _ in range(8):
+            end_session(edge, str(uuid.uuid4()))
+        edge.stop(signal.SIGKILL)  # wherever recording or forwarding was
+        edge.start(env=env)
+        wait_until(lambda: len(central_hashes(central)) == 8)
+        wait_until(lambda: local_rows(edge.db.parent / "spool.db",
+                                      "SELECT COUNT(*) FROM outbox") == [(0,)])  # fmt: skip
+        assert len(set(central_hashes(central))) == 8
+    finally:
+        for served in (edge, central):
+            if served.proc is not None and served.proc.poll() is None:
+                served.stop()
+    edge_rows = local_rows(edge.db.parent / "history.db", "SELECT COUNT(*) FROM session_records")
+    assert edge_rows == [(8,)]
