@@ -5,24 +5,30 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.served import Served
+from tests.test_server import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def wait_until(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def start_pair(tmp: Path) -> tuple[Served, Served, dict[str, str]]:
+    """A central daemon, and an edge forwarding to it (recording at once); the edge's env."""
+    central, edge = Served(tmp / "central"), Served(tmp / "edge")
+    env = {"CONTEXTD_FORWARD": f"http://127.0.0.1:{central.port}", "CONTEXTD_RECORD_SETTLE": "0"}
+    central.start()
+    edge.start(env=env)
+    return central, edge, env
+
+
+def stop_all(*daemons: Served) -> None:
+    for served in daemons:
+        if served.proc is not None and served.proc.poll() is None:
+            served.stop()
 
 
 def end_session(edge: Served, sid: str) -> None:
@@ -50,34 +56,28 @@ def local_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_records_reach_a_central_that_was_down_exactly_once(tmp_path: Path) -> None:
-    central = Served(tmp_path / "central")
-    edge = Served(tmp_path / "edge")
-    env = {"CONTEXTD_FORWARD": f"http://127.0.0.1:{central.port}", "CONTEXTD_RECORD_SETTLE": "0"}
-    central.start()
-    edge.start(env=env)
+    central, edge, _ = start_pair(tmp_path)
     edge_history = edge.db.parent / "history.db"
     spool = edge.db.parent / "spool.db"
     try:
         first = str(uuid.uuid4())
         end_session(edge, first)
-        wait_until(lambda: len(central_hashes(central)) == 1)
+        wait_for(lambda: len(central_hashes(central)) == 1, timeout=30)
 
         assert central.stop() == 0
         later = [str(uuid.uuid4()) for _ in range(5)]
         for sid in later:
             end_session(edge, sid)
         # Recorded on the edge and queued, while nothing answers at the central's address.
-        wait_until(lambda: local_rows(edge_history, "SELECT COUNT(*) FROM session_records")
-                   == [(6,)])  # fmt: skip
-        wait_until(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(5,)])
+        wait_for(lambda: local_rows(edge_history, "SELECT COUNT(*) FROM session_records")
+                   == [(6,)], timeout=30)  # fmt: skip
+        wait_for(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(5,)], timeout=30)
 
         central.start()
-        wait_until(lambda: len(central_hashes(central)) == 6)
-        wait_until(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)])
+        wait_for(lambda: len(central_hashes(central)) == 6, timeout=30)
+        wait_for(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)], timeout=30)
     finally:
-        for served in (edge, central):
-            if served.proc is not None and served.proc.poll() is None:
-                served.stop()
+        stop_all(edge, central)
     hashes = central_hashes_offline(central)
     edge_hashes = sorted(str(h) for (h,) in local_rows(
         edge_history, "SELECT session_id_hash FROM session_records"))  # fmt: skip
@@ -91,23 +91,17 @@ def central_hashes_offline(central: Served) -> list[str]:
 
 
 def test_a_killed_edge_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    central = Served(tmp_path / "central")
-    edge = Served(tmp_path / "edge")
-    env = {"CONTEXTD_FORWARD": f"http://127.0.0.1:{central.port}", "CONTEXTD_RECORD_SETTLE": "0"}
-    central.start()
-    edge.start(env=env)
+    central, edge, env = start_pair(tmp_path)
     try:
         for _ in range(8):
             end_session(edge, str(uuid.uuid4()))
         edge.stop(signal.SIGKILL)  # wherever recording or forwarding was
         edge.start(env=env)
-        wait_until(lambda: len(central_hashes(central)) == 8)
-        wait_until(lambda: local_rows(edge.db.parent / "spool.db",
-                                      "SELECT COUNT(*) FROM outbox") == [(0,)])  # fmt: skip
+        wait_for(lambda: len(central_hashes(central)) == 8, timeout=30)
+        outbox = edge.db.parent / "spool.db"
+        wait_for(lambda: local_rows(outbox, "SELECT COUNT(*) FROM outbox") == [(0,)], timeout=30)
         assert len(set(central_hashes(central))) == 8
     finally:
-        for served in (edge, central):
-            if served.proc is not None and served.proc.poll() is None:
-                served.stop()
+        stop_all(edge, central)
     edge_rows = local_rows(edge.db.parent / "history.db", "SELECT COUNT(*) FROM session_records")
     assert edge_rows == [(8,)]

@@ -18,19 +18,11 @@ from tests.commands import run
 from tests.history.central import capturing
 from tests.served import Served, free_port
 from tests.test_secrets import KEY, SHA, assert_absent, key_env
+from tests.test_server import wait_for
 
 HOOK_SID = "5ec2e7aa-1111-4222-8333-444455556666"
 TRANSCRIPT_SID = "5ec2e7bb-7777-4888-8999-aaaabbbbcccc"
 PROMPT = "PROMPT-TEXT: please refactor the zanzibar frobnicator quietly"
-
-
-def wait_until(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def count(db: Path, table: str) -> int:
@@ -95,11 +87,11 @@ def test_raw_ids_keys_and_prompts_reach_neither_records_nor_outbox_nor_the_wire(
     try:
         feed(edge)
         # The central is not up yet: both records wait in the outbox.
-        wait_until(lambda: count(state / "spool.db", "outbox") == 2)
+        wait_for(lambda: count(state / "spool.db", "outbox") == 2, timeout=30)
         assert count(state / "history.db", "session_records") == 2
         at_rest = files_of(state, "history.db", "spool.db")
         with capturing(port) as central:
-            wait_until(lambda: count(state / "spool.db", "outbox") == 0)
+            wait_for(lambda: count(state / "spool.db", "outbox") == 0, timeout=30)
         wire = {f"body {i}": b for i, b in enumerate(central.bodies)}
     finally:
         assert edge.stop() == 0

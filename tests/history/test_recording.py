@@ -18,8 +18,10 @@ from contextd.daemon import Daemon
 from contextd.models import ModelUsage, SessionSnapshot, SessionStatus, TokenCounts
 from contextd.records.build import build_record, git_head, project_hash, session_id_hash
 from contextd.records.model import SessionRecord
+from contextd.records.service import History, HistoryConfig
 from contextd.records.store import RecordStore, open_record_store
 from contextd.server import build_app
+from contextd.store import Store
 from tests.test_server import BASE, SID, SID2, hook, make_settings, wait_for
 
 SECRET = b"k" * 32
@@ -176,10 +178,25 @@ def test_a_session_ended_by_its_hook_is_recorded_once_across_restarts(
         assert again.history is not None
         store = again.history.store
         wait_for(lambda: store.count() == 2)
-        assert again.history.notice(again.sessions, time.time() + 3600) == []  # nothing due
     rows = records_of(history_db)
     assert sorted(r.status for r in rows) == ["ended", "superseded"]
     assert len({r.key for r in rows}) == 2
+    # A third start has nothing left to record: both sessions are marked as emitted.
+    history = standalone_history(tmp_path, settle=0.0)
+    state = Store(tmp_path / "state" / "contextd.db", writer=False)
+    try:
+        assert history.notice(state.sessions(), time.time() + 3600) == []
+    finally:
+        state.close()
+        history.close()
+
+
+def standalone_history(tmp_path: Path, settle: float) -> History:
+    """A History on a daemon's files, of its own (the daemon's runs on its event loop)."""
+    settings = make_settings(tmp_path, record_settle=settle)
+    secret = bytes.fromhex((tmp_path / "state" / "install.secret").read_text().strip())
+    return History(HistoryConfig.from_settings(settings), secret=secret, local_user=ME,
+                   git=lambda _: None)  # fmt: skip
 
 
 def test_a_session_waits_for_the_settle_time_before_it_is_recorded(tmp_path: Path) -> None:
@@ -187,14 +204,16 @@ def test_a_session_waits_for_the_settle_time_before_it_is_recorded(tmp_path: Pat
     with serve_daemon(daemon) as client:
         hook(client, "SessionStart", source="startup")
         hook(client, "SessionEnd", reason="logout")
-        assert daemon.history is not None
-        history = daemon.history
         wait_for(lambda: any(s.status is SessionStatus.ENDED for s in daemon.sessions))
-        now = time.time()
-        assert history.notice(daemon.sessions, now) == []
-        (due,) = history.notice(daemon.sessions, now + 3601)
-        assert due.session_id == SID
-        assert history.store.count() == 0
+        history = standalone_history(tmp_path, settle=3600.0)
+        try:
+            now = time.time()
+            assert history.notice(daemon.sessions, now) == []
+            (due,) = history.notice(daemon.sessions, now + 3601)
+            assert due.session_id == SID
+            assert history.store.count() == 0
+        finally:
+            history.close()
 
 
 def test_the_json_api_marks_the_daemon_users_sessions_is_me(tmp_path: Path) -> None:
