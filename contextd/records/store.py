@@ -239,18 +239,27 @@ class PostgresRecordStore(_SqlRecordStore):
 
     def __init__(self, url: str) -> None:
         super().__init__()
-        driver = _psycopg()
+        self._psycopg = _psycopg()
+        self._url = url
         self.location = _redacted(url)
-        self._psycopg = driver
+        self._db: psycopg.Connection[Any] = self._connect()
+        self._migrate()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        driver = self._psycopg
         try:
-            self._db: psycopg.Connection[Any] = driver.connect(
-                url, autocommit=True, connect_timeout=10, application_name="contextd"
+            conn: psycopg.Connection[Any] = driver.connect(
+                self._url, autocommit=True, connect_timeout=10, application_name="contextd"
             )
         except driver.Error as exc:
             raise StoreError(f"cannot open record store {self.location}: {exc}") from exc
-        self._migrate()
+        return conn
 
     def _conn(self) -> psycopg.Connection[Any]:
+        """The connection; a new one when the last was lost (server restarted, network): the
+        request that met the loss failed (503, retried by its sender), the next one works."""
+        if self._db.closed:
+            self._db = self._connect()
         return self._db
 
     def _errors(self) -> tuple[type[Exception], ...]:

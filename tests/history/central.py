@@ -17,6 +17,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["content-length"]))
         self.server.bodies.append(body)
         self.server.paths.append(self.path)
+        self.server.tokens.append(self.headers.get("authorization"))
         status = self.server.status(body)
         count = len(json.loads(body)["records"])
         answer = json.dumps({"accepted": count, "duplicates": 0} if status == 202
@@ -34,13 +35,14 @@ class _Handler(BaseHTTPRequestHandler):
 class Capture(ThreadingHTTPServer):
     bodies: list[bytes]
     paths: list[str]
+    tokens: list[str | None]
     status: Callable[[bytes], int]
 
 
 @contextmanager
 def capturing(port: int, status: Callable[[bytes], int] = lambda _: 202) -> Iterator[Capture]:
     server = Capture(("127.0.0.1", port), _Handler)
-    server.bodies, server.paths, server.status = [], [], status
+    server.bodies, server.paths, server.tokens, server.status = [], [], [], status
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

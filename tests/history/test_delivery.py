@@ -7,17 +7,19 @@ import json
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from contextd.cli import main
-from contextd.errors import ConfigError, QueryError, SourceUnreachableError
+from contextd.errors import ConfigError, QueryError, SourceUnreachableError, StoreError
 from contextd.models import SessionSnapshot, SessionStatus
 from contextd.records.forward import Forwarder, events_url
 from contextd.records.service import History, HistoryConfig
 from contextd.records.spool import Spool
-from contextd.records.store import RecordQuery, open_record_store
+from contextd.records.store import Added, RecordQuery, open_record_store
 from tests.history.central import capturing
 from tests.history.records import record
+from tests.postgres_server import PostgresServer
 from tests.served import free_port
 
 
@@ -36,6 +38,7 @@ def test_delivered_records_leave_the_outbox(spool: Spool) -> None:
         assert forwarder.send_pending() == 6
     assert spool.backlog() == 0
     assert central.paths == ["/v1/session-events", "/v1/session-events"]
+    assert central.tokens == [None, None]
     sent = [r for body in central.bodies for r in json.loads(body)["records"]]
     assert [r["session_id_hash"] for r in sent] == [record(n).session_id_hash
                                                     for n in (0, 1, 2, 3, 4, 9)]  # fmt: skip
@@ -43,10 +46,11 @@ def test_delivered_records_leave_the_outbox(spool: Spool) -> None:
 
 def test_a_record_the_central_refuses_is_set_aside_and_the_rest_delivered(spool: Spool) -> None:
     port = free_port()
-    with capturing(port, lambda body: 422 if b"poison" in body else 202):
-        forwarder = Forwarder(spool, f"http://127.0.0.1:{port}")
+    with capturing(port, lambda body: 422 if b"poison" in body else 202) as central:
+        forwarder = Forwarder(spool, f"http://127.0.0.1:{port}", token="fwd-t0ken")  # noqa: S106
         assert forwarder.send_pending() == 5
         assert forwarder.send_pending() == 0  # not retried
+    assert set(central.tokens) == {"Bearer fwd-t0ken"}
     assert spool.backlog() == 0
     assert spool.pending(10) == []
 
@@ -174,3 +178,20 @@ def test_a_crash_between_store_and_marks_re_emits_harmlessly(tmp_path: Path) -> 
         assert second.notice([snap], 9999.0) == []
     finally:
         second.close()
+
+
+def test_a_postgres_store_reconnects_after_losing_its_connection(
+    postgres_server: PostgresServer,
+) -> None:
+    store = open_record_store(postgres_server.database("reconnect"))
+    try:
+        store.add([record(0)])
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'contextd'")  # fmt: skip
+        with pytest.raises(StoreError):
+            store.add([record(1)])  # the request that meets the loss fails: not acknowledged
+        assert store.add([record(1), record(0)]) == Added(1, 1)  # the next one reconnects
+        assert store.count() == 2
+    finally:
+        store.close()
