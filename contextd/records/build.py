@@ -28,6 +28,7 @@ ProjectMode = Literal["name", "hash"]
 PROJECT_MODES: tuple[ProjectMode, ...] = ("name", "hash")
 ENDED = frozenset({SessionStatus.ENDED, SessionStatus.SUPERSEDED, SessionStatus.EXPIRED})
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_NAME = re.compile(r"^[A-Za-z0-9._:/@\[\]-]{1,128}$")  # contextd.records.model.Name
 _TEXT_MAX = 200
 
 
@@ -80,6 +81,11 @@ def _text(value: str | None) -> str | None:
     return value[:_TEXT_MAX] if value else None
 
 
+def _name(value: str | None, otherwise: str | None = None) -> str | None:
+    """A vocabulary word as records hold it; anything else (free text) is not recorded."""
+    return value if value and _NAME.match(value) else otherwise if value else None
+
+
 def build_record(
     snap: SessionSnapshot,
     *,
@@ -101,8 +107,8 @@ def build_record(
     project = _text(snap.project)
     if project is not None and project_mode == "hash":
         project = project_hash(secret, project)
-    models = sorted({m.model[:_TEXT_MAX] for m in snap.by_model
-                     if m.model and m.model != SYNTHETIC_MODEL})[:50]  # fmt: skip
+    models = sorted({m.model for m in snap.by_model
+                     if _name(m.model) and m.model != SYNTHETIC_MODEL})[:50]  # fmt: skip
     if cost is None and snap.tokens.total == 0:
         cost = Decimal(0)
     ended = snap.ended_at if snap.ended_at is not None else snap.last_activity
@@ -114,9 +120,9 @@ def build_record(
         started_at=float(snap.started_at),
         ended_at=float(max(ended, snap.started_at)),
         status=snap.status.value,  # type: ignore[arg-type]  # one of ENDED
-        end_reason=_text(snap.end_reason),
+        end_reason=_name(snap.end_reason, "other"),
         models=models,
-        model=_text(snap.model),
+        model=_name(snap.model),
         tool_calls=snap.tool_calls,
         responses=snap.responses,
         tokens=RecordTokens(**snap.tokens.as_dict()),
@@ -128,5 +134,5 @@ def build_record(
         checkpoints=snap.checkpoints,
         tokens_saved=snap.tokens_saved,
         branch_sha=branch_sha if branch_sha and _SHA.match(branch_sha) else None,
-        session_type=_text(snap.session_type),
+        session_type=_name(snap.session_type),
     )

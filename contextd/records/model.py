@@ -49,6 +49,9 @@ Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 Seconds = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+# Names from a fixed vocabulary (models, end reasons, session types): no spaces, so no free
+# text (a prompt, a message) can ride in them.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/@\[\]-]{1,128}$")]
 
 
 class RecordTokens(BaseModel):
@@ -77,9 +80,9 @@ class SessionRecord(BaseModel):
     started_at: Seconds
     ended_at: Seconds
     status: Literal["ended", "superseded", "expired"]
-    end_reason: Text | None = None
-    models: Annotated[list[Text], Field(max_length=50)] = []
-    model: Text | None = None
+    end_reason: Name | None = None
+    models: Annotated[list[Name], Field(max_length=50)] = []
+    model: Name | None = None
     tool_calls: Count = 0
     responses: Count = 0
     tokens: RecordTokens = RecordTokens()
@@ -91,7 +94,7 @@ class SessionRecord(BaseModel):
     checkpoints: Count = 0
     tokens_saved: Count = 0
     branch_sha: Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")] | None = None
-    session_type: Text | None = None
+    session_type: Name | None = None
 
     @property
     def key(self) -> tuple[str, str]:

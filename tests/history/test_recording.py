@@ -61,6 +61,14 @@ def test_a_record_carries_hashes_and_figures_never_the_raw_session_id() -> None:
     assert other.session_id_hash != rec.session_id_hash
 
 
+def test_free_text_in_vocabulary_fields_is_not_recorded() -> None:
+    weird = (ModelUsage("weird model name", TokenCounts(1, 1, 1, 1), 1),)
+    odd = snapshot(end_reason="because I said so", model="my model", session_type="a b",
+                   by_model=weird)  # fmt: skip
+    rec = build_record(odd, secret=SECRET, fallback_identity=ME)
+    assert (rec.end_reason, rec.model, rec.session_type, rec.models) == ("other", None, None, [])
+
+
 def test_an_unknown_cost_is_null_and_a_session_without_tokens_costs_zero() -> None:
     assert build_record(snapshot(), secret=SECRET, fallback_identity=ME).cost_usd is None
     idle = snapshot(tokens=TokenCounts(), by_model=())

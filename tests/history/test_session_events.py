@@ -107,6 +107,9 @@ BAD_FIELDS = [
     ("project", "p" * 201),
     ("window_tokens", -1),
     ("project_hashed", "yes"),
+    ("end_reason", "the user typed: please delete prod"),  # free text never rides along
+    ("session_type", "a b"),
+    ("model", "claude opus"),
 ]
 
 
