@@ -38,6 +38,8 @@ from contextd.usage.service import UsageService
 
 log = logging.getLogger("contextd.history")
 DAY = 86_400.0
+BRANCH_FRESH = 6 * 3600.0  # a branch SHA is taken only this long after a session ended
+BATCH = 500  # sessions recorded per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +139,18 @@ class History:
         if not sessions:
             return []
         costs = self.costs([s.session_id for s in sessions])
-        records = [
-            build_record(
-                s, secret=self.secret, fallback_identity=self.local_user,
-                project_mode=self.config.project_mode, branch_sha=self.git(s.cwd),
-                cost=costs.get(s.session_id),
-            )
-            for s in sessions
-        ]  # fmt: skip
+        heads: dict[str | None, str | None] = {}
+        records = []
+        for snap in sessions:
+            # The checkout of a session that ended long ago has likely moved on: no SHA then.
+            recent = now - end_of(snap) <= BRANCH_FRESH
+            if recent and snap.cwd not in heads:
+                heads[snap.cwd] = self.git(snap.cwd)
+            records.append(build_record(
+                snap, secret=self.secret, fallback_identity=self.local_user,
+                project_mode=self.config.project_mode,
+                branch_sha=heads[snap.cwd] if recent else None, cost=costs.get(snap.session_id),
+            ))  # fmt: skip
         self.store.add(records)
         self.spool.settle(records, now, forward=self.forwarder is not None)
         for snap, record in zip(sessions, records, strict=True):
@@ -181,8 +187,9 @@ class History:
             now = clock()
             try:
                 due = self.notice(sessions(), now)
-                if due:
-                    written = await asyncio.to_thread(self.record, due, now)
+                for start in range(0, len(due), BATCH):
+                    chunk = due[start : start + BATCH]
+                    written = await asyncio.to_thread(self.record, chunk, now)
                     log.info("recorded %d ended sessions", len(written))
                 if now - swept_at >= 3600 and self.config.retention_days is not None:
                     removed = await asyncio.to_thread(self.sweep, now)

@@ -195,3 +195,25 @@ def test_a_postgres_store_reconnects_after_losing_its_connection(
         assert store.count() == 2
     finally:
         store.close()
+
+
+def test_git_runs_once_per_directory_and_not_for_sessions_long_over(tmp_path: Path) -> None:
+    asked: list[str | None] = []
+
+    def git(cwd: str | None) -> str | None:
+        asked.append(cwd)
+        return "c" * 40
+
+    config = HistoryConfig(store=str(tmp_path / "h.db"), spool=tmp_path / "s.db", settle=0)
+    history = History(config, secret=b"k" * 32, local_user="0123456789abcdef", git=git)
+    now = 1_790_000_000.0
+    snaps = [SessionSnapshot(f"s{n}", SessionStatus.EXPIRED, now - 9000, now - 3700,
+                             cwd="/work/repo") for n in range(3)]  # fmt: skip
+    old = SessionSnapshot("old", SessionStatus.EXPIRED, now - 3 * 86_400, now - 2 * 86_400,
+                          cwd="/work/repo")  # fmt: skip
+    try:
+        written = history.record([*snaps, old], now)
+    finally:
+        history.close()
+    assert asked == ["/work/repo"]
+    assert [r.branch_sha for r in written] == ["c" * 40] * 3 + [None]
