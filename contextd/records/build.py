@@ -30,6 +30,7 @@ ENDED = frozenset({SessionStatus.ENDED, SessionStatus.SUPERSEDED, SessionStatus.
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _NAME = re.compile(r"^[A-Za-z0-9._:/@\[\]-]{1,128}$")  # contextd.records.model.Name
 _TEXT_MAX = 200
+MAX_PERCENT = 10_000.0  # the record's bound (a tiny reported window can give absurd figures)
 
 
 def session_id_hash(secret: bytes, session_id: str) -> str:
@@ -128,7 +129,7 @@ def build_record(
         tokens=RecordTokens(**snap.tokens.as_dict()),
         cost_usd=float(round(cost, 6)) if cost is not None else None,
         window_tokens=snap.window_tokens,
-        peak_percent=round(float(snap.peak_percent), 2),
+        peak_percent=min(round(float(snap.peak_percent), 2), MAX_PERCENT),
         warn_crossings=snap.warn_crossings,
         critical_crossings=snap.critical_crossings,
         checkpoints=snap.checkpoints,

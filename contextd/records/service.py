@@ -107,6 +107,7 @@ class History:
         self._emitted = self.spool.emitted()
         self._pending: dict[str, SessionSnapshot] = {}
         self._hashes: dict[str, str] = {}
+        self._refused: set[str] = set()  # sessions no record can hold (not retried)
 
     def _hash(self, session_id: str) -> str:
         found = self._hashes.get(session_id)
@@ -125,8 +126,8 @@ class History:
             sid = snap.session_id
             if snap.live:
                 self._pending.pop(sid, None)  # revived before its record was written
-            elif self._hash(sid) not in self._emitted and (cutoff is None
-                                                           or end_of(snap) >= cutoff):  # fmt: skip
+            elif (self._hash(sid) not in self._emitted and self._hash(sid) not in self._refused
+                  and (cutoff is None or end_of(snap) >= cutoff)):  # fmt: skip
                 self._pending[sid] = snap
         settle = self.config.settle
         return [
@@ -146,16 +147,24 @@ class History:
             recent = now - end_of(snap) <= BRANCH_FRESH
             if recent and snap.cwd not in heads:
                 heads[snap.cwd] = self.git(snap.cwd)
-            records.append(build_record(
-                snap, secret=self.secret, fallback_identity=self.local_user,
-                project_mode=self.config.project_mode,
-                branch_sha=heads[snap.cwd] if recent else None, cost=costs.get(snap.session_id),
-            ))  # fmt: skip
+            try:
+                records.append(build_record(
+                    snap, secret=self.secret, fallback_identity=self.local_user,
+                    project_mode=self.config.project_mode,
+                    branch_sha=heads[snap.cwd] if recent else None,
+                    cost=costs.get(snap.session_id),
+                ))  # fmt: skip
+            except ValueError as exc:  # figures no record can hold: say so once, go on
+                log.error("session %s cannot be recorded: %s", self._hash(snap.session_id), exc)
+                self._refused.add(self._hash(snap.session_id))
+                self._pending.pop(snap.session_id, None)
         self.store.add(records)
         self.spool.settle(records, now, forward=self.forwarder is not None)
-        for snap, record in zip(sessions, records, strict=True):
-            self._emitted.add(record.session_id_hash)
-            self._pending.pop(snap.session_id, None)
+        recorded = {r.session_id_hash for r in records}
+        self._emitted |= recorded
+        for snap in sessions:
+            if self._hash(snap.session_id) in recorded:
+                self._pending.pop(snap.session_id, None)
         if self.forwarder is not None:
             self.forwarder.wake.set()
         return records
@@ -198,4 +207,6 @@ class History:
                         log.info("retention: removed %d records", removed)
             except ContextdError as exc:
                 log.error("history: %s", exc)
+            except Exception:  # a top-level loop: log and go on
+                log.exception("history: recording failed")
             await asyncio.sleep(interval)

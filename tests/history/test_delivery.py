@@ -217,3 +217,19 @@ def test_git_runs_once_per_directory_and_not_for_sessions_long_over(tmp_path: Pa
         history.close()
     assert asked == ["/work/repo"]
     assert [r.branch_sha for r in written] == ["c" * 40] * 3 + [None]
+
+
+def test_a_session_no_record_can_hold_is_skipped_once_not_retried(tmp_path: Path) -> None:
+    config = HistoryConfig(store=str(tmp_path / "h.db"), spool=tmp_path / "s.db", settle=0)
+    history = History(config, secret=b"k" * 32, local_user="0123456789abcdef",
+                      git=lambda _: None)  # fmt: skip
+    bad = SessionSnapshot("bad", SessionStatus.EXPIRED, -50.0, -10.0)  # before the epoch
+    good = SessionSnapshot("good", SessionStatus.EXPIRED, 1000.0, 2000.0, peak_percent=1e9)
+    try:
+        due = history.notice([bad, good], 9999.0)
+        written = history.record(due, 9999.0)
+        assert [r.peak_percent for r in written] == [10_000.0]  # clamped to the bound
+        assert history.store.count() == 1
+        assert history.notice([bad, good], 9999.0) == []
+    finally:
+        history.close()
