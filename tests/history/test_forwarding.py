@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from contextd.records.store import open_record_store
 from tests.served import Served
 from tests.test_server import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def start_pair(tmp: Path) -> tuple[Served, Served, dict[str, str]]:
+def start_pair(
+    tmp: Path, central_env: dict[str, str] | None = None
+) -> tuple[Served, Served, dict[str, str]]:
     """A central daemon, and an edge forwarding to it (recording at once); the edge's env."""
     central, edge = Served(tmp / "central"), Served(tmp / "edge")
     env = {"CONTEXTD_FORWARD": f"http://127.0.0.1:{central.port}", "CONTEXTD_RECORD_SETTLE": "0"}
-    central.start()
+    central.start(env=central_env)
     edge.start(env=env)
     return central, edge, env
 
@@ -55,8 +58,12 @@ def local_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def test_records_reach_a_central_that_was_down_exactly_once(tmp_path: Path) -> None:
-    central, edge, _ = start_pair(tmp_path)
+def test_records_reach_a_central_that_was_down_exactly_once(
+    tmp_path: Path, store_location: str
+) -> None:
+    """The central keeps its records in SQLite or in PostgreSQL (a team's archive)."""
+    central_env = {"CONTEXTD_STORE": store_location}
+    central, edge, _ = start_pair(tmp_path, central_env)
     edge_history = edge.db.parent / "history.db"
     spool = edge.db.parent / "spool.db"
     try:
@@ -73,21 +80,20 @@ def test_records_reach_a_central_that_was_down_exactly_once(tmp_path: Path) -> N
                    == [(6,)], timeout=30)  # fmt: skip
         wait_for(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(5,)], timeout=30)
 
-        central.start()
+        central.start(env=central_env)
         wait_for(lambda: len(central_hashes(central)) == 6, timeout=30)
         wait_for(lambda: local_rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)], timeout=30)
     finally:
         stop_all(edge, central)
-    hashes = central_hashes_offline(central)
+    archive = open_record_store(store_location)
+    try:
+        hashes = [r.session_id_hash for r in archive.records()]
+    finally:
+        archive.close()
     edge_hashes = sorted(str(h) for (h,) in local_rows(
         edge_history, "SELECT session_id_hash FROM session_records"))  # fmt: skip
     assert sorted(hashes) == edge_hashes
     assert len(set(hashes)) == 6
-
-
-def central_hashes_offline(central: Served) -> list[str]:
-    history = central.db.parent / "history.db"
-    return [str(h) for (h,) in local_rows(history, "SELECT session_id_hash FROM session_records")]
 
 
 def test_a_killed_edge_loses_and_doubles_nothing(tmp_path: Path) -> None:
