@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -15,6 +16,7 @@ from contextd.daemon import Daemon
 from contextd.records.store import RecordQuery, open_record_store
 from contextd.server import build_app
 from tests.history.records import ME, OTHER, record_json
+from tests.postgres_server import PostgresServer
 from tests.test_server import BASE, make_settings, wait_for
 
 URL = "/v1/session-events"
@@ -207,3 +209,21 @@ def test_records_survive_a_restart_of_the_store(daemon: Daemon, store_location: 
         assert reopened.add([]).accepted == 0
     finally:
         reopened.close()
+
+
+def test_a_lost_archive_connection_is_503_never_202_and_recovers(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    location = postgres_server.database("events_lost")
+    daemon = Daemon(make_settings(tmp_path, store=location))
+    with TestClient(build_app(daemon), base_url=BASE) as client:
+        wait_for(lambda: daemon.history is not None)
+        assert client.post(URL, json=record_json(1)).status_code == 202
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'contextd'")  # fmt: skip
+        lost = client.post(URL, json=record_json(2))
+        assert lost.status_code == 503  # not stored, so not acknowledged: the sender retries
+        retried = client.post(URL, json={"records": [record_json(1), record_json(2)]})
+        assert (retried.status_code, retried.json()) == (202, {"accepted": 1, "duplicates": 1})
+        assert [r["session_id_hash"][-1] for r in stored(daemon)] == ["1", "2"]
