@@ -6,6 +6,8 @@ Surfaces (all JSON unless noted; field names documented in the README):
   ``POST /api/session/start`` and ``/api/session/end`` (anthropic-spy compatible);
 * read: ``GET /api/sessions``, ``/api/sessions/{id}``, ``/api/stats``, ``/api/events``,
   ``/api/context``, ``/healthz``, each with ``?user=<id>`` filtering;
+* session history (:mod:`contextd.records`): ``POST /v1/session-events`` (records from other
+  machines), ``GET /v1/session-records``;
 * ``GET /metrics`` (Prometheus text exposition);
 * ``/mcp``: the MCP server (:mod:`contextd.mcp`) over streamable HTTP.
 
