@@ -20,13 +20,24 @@ from urllib.parse import urlencode
 import orjson
 
 from contextd import __version__
-from contextd.config import Settings, http_url, load_settings
+from contextd.config import Settings, apply_settings, http_url, load_settings
 from contextd.daemon_client import daemon_get
 from contextd.entry import LEAN_COMMANDS
 from contextd.entry import main as lean_main
 from contextd.errors import ConfigError, ContextdError, StoreLockedError
+from contextd.identity import install_secret, local_user_id
 from contextd.ingest.discovery import claude_roots, transcript_files
 from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
+from contextd.records.forward import events_url
+from contextd.records.model import SessionRecord
+from contextd.records.report import (
+    history_table,
+    parse_when,
+    session_row,
+    user_filter,
+    write_report,
+)
+from contextd.records.store import RecordQuery, open_record_store
 from contextd.sessions import SessionManager
 from contextd.store import Store
 from contextd.views import session_view, tokens_text
@@ -82,11 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the API the proxy forwards to (default https://api.anthropic.com)",
     )
+    serve.add_argument("--store", metavar="PATH|postgresql://…",
+                       help="session records: a SQLite file (default: history.db by the state "
+                       "db) or a PostgreSQL URL")  # fmt: skip
+    serve.add_argument("--forward", metavar="URL", help="send session records to the central "
+                       "contextd at URL (token: CONTEXTD_FORWARD_TOKEN)")  # fmt: skip
+    serve.add_argument("--retention-days", metavar="DAYS",
+                       help="delete session records older than this")  # fmt: skip
     mcp = sub.add_parser("mcp", help="serve the MCP tools over stdio (for `claude mcp add`)")
     _common(mcp, json=False)
     sessions = sub.add_parser("sessions", help="list sessions (after an incremental scan)")
     _common(sessions)
     sessions.add_argument("--all", action="store_true", help="include ended and expired sessions")
+    sessions.add_argument("--user", metavar="ID|me", help="only this user's sessions")
+    _history_commands(sub)
     stack = sub.add_parser("stack", help="a local VictoriaMetrics scraping the daemon "
                            "(the PromQL backend of `contextd monitor`)")  # fmt: skip
     stack.add_argument("action", choices=["start", "stop", "status"])
@@ -109,6 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
     _usage_arguments(usage)
     _integration_commands(sub)
     return parser
+
+
+def _history_commands(sub: Any) -> None:
+    """``contextd history`` and ``contextd report`` (session records, contextd.records)."""
+    history = sub.add_parser("history", help="browse past sessions (session records)")
+    _common(history)
+    report = sub.add_parser("report", help="write a report of past sessions: FILE.json, "
+                            "FILE.sessions.json, FILE.analytics.json (or CSV)")  # fmt: skip
+    _common(report, json=False)
+    for cmd in (history, report):
+        cmd.add_argument("--store", metavar="PATH|postgresql://…", help="the record store")
+        cmd.add_argument("--user", metavar="ID|me", help="only this user's sessions")
+        cmd.add_argument("--project", metavar="NAME", help="only this project's sessions")
+        cmd.add_argument("--since", metavar="DATE", help="sessions that ended from this day/time")
+        cmd.add_argument("--until", metavar="DATE", help="… up to this day (inclusive)/time")
+    history.add_argument("--limit", type=int, default=50, metavar="N", help="newest N (50)")
+    report.add_argument("--out", type=Path, required=True, metavar="FILE.json")
+    report.add_argument("--format", choices=["json", "csv"], help="json (default; csv when "
+                        "FILE ends in .csv)")  # fmt: skip
 
 
 def _usage_arguments(usage: argparse.ArgumentParser) -> None:
@@ -278,6 +317,8 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
         snaps = store.sessions(live_only=not args.all)
         store.close()
         rows = [session_view(s, settings.engine) for s in snaps]
+    user = user_filter(args.user, lambda: _me(settings))
+    rows = [r for r in rows if user is None or r.get("user") == user]
     rows.sort(key=lambda r: r["last_activity"], reverse=True)
     if args.json:
         _write(rows)
@@ -301,6 +342,58 @@ def _proxy_options(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _me(settings: Settings) -> str:
+    return local_user_id(install_secret(settings.db.parent), settings.identity_hash)
+
+
+def _records(args: argparse.Namespace, limit: int | None = None) -> tuple[
+    list[SessionRecord], dict[str, object], str
+]:  # fmt: skip
+    """The records ``--store --user --project --since --until`` select, the filters, and this
+    user's id."""
+    settings = _history_settings(_settings(args), args)
+    me = _me(settings)
+    query = RecordQuery(
+        identity=user_filter(args.user, lambda: me), project=args.project,
+        since=parse_when("--since", args.since) if args.since else None,
+        until=parse_when("--until", args.until, end=True) if args.until else None,
+    )  # fmt: skip
+    store = open_record_store(settings.store or settings.db.parent / "history.db")
+    try:
+        found = store.records(query)
+    finally:
+        store.close()
+    if limit is not None:
+        found = found[-limit:] if limit > 0 else []
+    filters = {"user": query.identity, "project": query.project, "since": args.since,
+               "until": args.until}  # fmt: skip
+    return found, filters, me
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise ConfigError(f"--limit: expected a count >= 0, got {args.limit}")
+    found, _, me = _records(args, args.limit)
+    rows = [session_row(r, me) for r in reversed(found)]  # newest first
+    if args.json:
+        _write(rows)
+    elif rows:
+        sys.stdout.write(history_table(rows) + "\n")
+    else:
+        sys.stdout.write("no session records (sessions are recorded when they end)\n")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    fmt = args.format or ("csv" if args.out.suffix == ".csv" else "json")
+    if not args.out.parent.is_dir():
+        raise ConfigError(f"--out: no such directory: {args.out.parent}")
+    found, filters, me = _records(args)
+    paths = write_report(args.out, fmt, found, me=me, filters=filters, now=time.time())
+    sys.stdout.write(f"{len(found)} sessions: {', '.join(str(p) for p in paths)}\n")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.host:
@@ -310,12 +403,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"--port: not a TCP port: {args.port}")
         settings = replace(settings, port=args.port)
     settings = _proxy_options(settings, args)
+    settings = _history_settings(settings, args)
     claude_roots(settings.config_dirs)  # bad dirs fail here, before anything listens
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     from contextd.server import serve  # noqa: PLC0415 (keeps the other commands light)
 
     return serve(settings)
+
+
+def _history_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``--store``, ``--forward`` and ``--retention-days`` over the settings (checked like them)."""
+    given = {"store": getattr(args, "store", None), "forward": getattr(args, "forward", None),
+             "retention_days": getattr(args, "retention_days", None)}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        settings = apply_settings(settings, given, "--") if given else settings
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--retention_days", "--retention-days")) from None
+    if settings.forward is not None:
+        events_url(settings.forward)  # a bad URL fails here, before anything starts
+    return settings
 
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
@@ -479,7 +587,8 @@ def _say(line: str) -> None:
 _COMMANDS = {"scan": _cmd_scan, "sessions": _cmd_sessions, "serve": _cmd_serve,
              "mcp": _cmd_mcp, "monitor": _cmd_monitor, "stack": _cmd_stack,
              "usage": _cmd_usage, "install": _cmd_install, "uninstall": _cmd_install,
-             "doctor": _cmd_doctor, "statusline": _cmd_lean, "hook": _cmd_lean}  # fmt: skip
+             "doctor": _cmd_doctor, "statusline": _cmd_lean, "hook": _cmd_lean,
+             "history": _cmd_history, "report": _cmd_report}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,14 @@ key                 environment                meaning
 ``proxy_connect_timeout`` ``CONTEXTD_PROXY_CONNECT_TIMEOUT`` seconds to connect upstream
 ``proxy_read_timeout`` ``CONTEXTD_PROXY_READ_TIMEOUT`` seconds of upstream silence tolerated
 ``proxy_session_header`` ``CONTEXTD_PROXY_SESSION_HEADER`` extra header naming the session
+``store``           ``CONTEXTD_STORE``         session records: a SQLite file (default
+                                               ``history.db`` by the state db) or a
+                                               ``postgresql://`` URL
+``retention_days``  ``CONTEXTD_RETENTION_DAYS`` session records older than this are deleted
+``record_project``  ``CONTEXTD_RECORD_PROJECT`` records name the project (``name``) or hash it
+``record_settle``   ``CONTEXTD_RECORD_SETTLE`` seconds after a session's end before its record
+``forward``         ``CONTEXTD_FORWARD``       central contextd to send session records to
+``forward_token``   ``CONTEXTD_FORWARD_TOKEN`` the central's bearer token
 ==================  =========================  ==========================================
 """
 
@@ -93,6 +101,12 @@ class Settings:
     proxy_connect_timeout: float = 10.0
     proxy_read_timeout: float = 600.0  # Claude Code's own request timeout
     proxy_session_header: str | None = None
+    store: str | None = None
+    retention_days: float | None = None
+    record_project: str = "name"
+    record_settle: float = 30.0
+    forward: str | None = None
+    forward_token: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -167,6 +181,16 @@ def http_url(name: str, value: object) -> str:
     return value.rstrip("/")
 
 
+def _record_project(name: str, value: object) -> str:
+    if value not in ("name", "hash"):
+        raise ConfigError(f"{name}: expected name or hash, got {value!r}")
+    return str(value)
+
+
+def _settle(name: str, value: object) -> float:
+    return 0.0 if value in (0, "0") else _float(name, value)
+
+
 def _strings(name: str, value: object) -> tuple[str, ...]:
     items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
@@ -183,11 +207,18 @@ _SETTINGS: dict[str, Callable[[str, object], object]] = {
     "usage_horizon_hours": _horizon, "proxy": _flag, "proxy_port": _port,
     "proxy_upstream": http_url, "proxy_max_body_bytes": _int, "proxy_connect_timeout": _float,
     "proxy_read_timeout": _float, "proxy_session_header": _text,
+    "store": _text, "retention_days": _float, "record_project": _record_project,
+    "record_settle": _settle, "forward": _text, "forward_token": _text,
 }  # fmt: skip
 _ENGINE: dict[str, Callable[[str, object], object]] = {
     "idle_after": _float, "expire_after": _float, "warn_percent": _float,
     "critical_percent": _float, "default_window": _int,
 }  # fmt: skip
+
+
+def apply_settings(settings: Settings, values: Mapping[str, object], where: str) -> Settings:
+    """``settings`` with ``values`` (checked, errors prefixed with ``where``) applied."""
+    return _apply(settings, values, where)
 
 
 def _apply(settings: Settings, values: Mapping[str, object], where: str) -> Settings:

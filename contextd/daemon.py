@@ -34,6 +34,7 @@ from contextd.ingest.scanner import ScanResult, TranscriptIngestor, default_jobs
 from contextd.ingest.transcripts import ParseStats, RecordResolver, ResponseLine
 from contextd.ledger import ResponseLedger
 from contextd.models import SessionEvent, SessionSnapshot
+from contextd.records.service import History, HistoryConfig, usage_costs
 from contextd.sessions import SessionManager
 from contextd.store import Store
 from contextd.usage.gauges import EMPTY_USAGE, UsageMetrics
@@ -100,6 +101,7 @@ class Daemon:
             horizon_hours=settings.usage_horizon_hours,
         )  # fmt: skip
         self.usage_metrics: UsageMetrics = EMPTY_USAGE
+        self.history: History | None = None  # session records (contextd.records), from start()
 
     # -- engine thread -------------------------------------------------------------------------
 
@@ -249,9 +251,31 @@ class Daemon:
         """Open the store, then catch up on transcripts in the background (``ready`` turns
         true when done; hooks that arrive meanwhile queue behind it on the engine thread)."""
         await self.run(self._open)
+        self.history = await asyncio.to_thread(self._open_history)
         self._start_otlp()
         self._tasks = [asyncio.create_task(self._catch_up(), name="contextd-catch-up")]
         self._tasks.append(asyncio.create_task(self._usage_refresher(), name="contextd-usage"))
+
+    def _open_history(self) -> History:
+        return History(HistoryConfig.from_settings(self.settings),
+                       secret=install_secret(self.settings.db.parent), local_user=self.user,
+                       costs=usage_costs(self.usage))  # fmt: skip
+
+    def _history_tasks(self) -> list[asyncio.Task[None]]:
+        """Record ended sessions (after the catch-up scan), and forward them when asked."""
+        history = self.history
+        if history is None:
+            return []
+
+        def stored() -> list[SessionSnapshot]:
+            return [s for s in self.ingestor.store.sessions() if not s.live]
+
+        tasks = [asyncio.create_task(
+            history.run(lambda: self.sessions, lambda: self.run(stored), self.clock,
+                        self.settings.tick_interval), name="contextd-history")]  # fmt: skip
+        if history.forwarder is not None:
+            tasks.append(asyncio.create_task(history.forwarder.run(), name="contextd-forward"))
+        return tasks
 
     def _start_otlp(self) -> None:
         """Push the metrics over OTLP when the standard OTEL_* environment asks for it."""
@@ -282,6 +306,7 @@ class Daemon:
             asyncio.create_task(self._ticker(), name="contextd-ticker"),
             asyncio.create_task(self._rescanner(), name="contextd-rescan"),
             asyncio.create_task(self._checkpointer(), name="contextd-checkpoint"),
+            *self._history_tasks(),
         ]
 
     async def stop(self) -> None:
@@ -293,6 +318,8 @@ class Daemon:
         self._tasks = []
         await self.run(self._close)
         self._executor.shutdown(wait=True)
+        if self.history is not None:
+            self.history.close()
         if self._otlp is not None:
             exporter = self._otlp
             await asyncio.to_thread(exporter.shutdown, 5.0)  # one bounded last export

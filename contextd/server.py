@@ -6,6 +6,8 @@ Surfaces (all JSON unless noted; field names documented in the README):
   ``POST /api/session/start`` and ``/api/session/end`` (anthropic-spy compatible);
 * read: ``GET /api/sessions``, ``/api/sessions/{id}``, ``/api/stats``, ``/api/events``,
   ``/api/context``, ``/healthz``, each with ``?user=<id>`` filtering;
+* session history (:mod:`contextd.records`): ``POST /v1/session-events`` (records from other
+  machines), ``GET /v1/session-records``;
 * ``GET /metrics`` (Prometheus text exposition);
 * ``/mcp``: the MCP server (:mod:`contextd.mcp`) over streamable HTTP.
 
@@ -21,6 +23,7 @@ import errno
 import gc
 import hmac
 import logging
+import math
 import os
 import signal
 import socket
@@ -60,6 +63,8 @@ from contextd.ingest.hooks import (
 from contextd.mcp import DaemonBackend, build_mcp, http_app
 from contextd.models import SessionEvent, SessionSnapshot, SessionStatus
 from contextd.peer import PEER_EXTENSION, peer_credentials
+from contextd.records.model import RecordBatch, SessionRecord
+from contextd.records.store import RecordQuery
 from contextd.sessions import EngineConfig
 from contextd.usage.options import parse_options, parse_report
 from contextd.views import event_view, iso, session_view, threshold_state
@@ -85,7 +90,7 @@ HOOK_EVENTS = frozenset({
 _ROUTES = frozenset({
     "/hooks", "/api/statusline", "/api/session/start", "/api/session/end", "/api/sessions",
     "/api/stats", "/api/events", "/api/context", "/healthz", "/metrics", "/mcp",
-    "/api/checkpoint",
+    "/api/checkpoint", "/v1/session-events", "/v1/session-records",
 })  # fmt: skip
 _TEMPLATES = (("/api/sessions/", "/api/sessions/{id}"), ("/api/tool-uses/", "/api/tool-uses/{id}"))
 
@@ -250,6 +255,19 @@ def _int_param(request: Request, name: str, default: int) -> int:
         raise RequestError(422, f"{name} must be an integer", name) from None
 
 
+def _float_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise RequestError(422, f"{name} must be seconds since the epoch", name)
+    return value
+
+
 def _replay(body: bytes) -> Receive:
     sent = False
 
@@ -301,6 +319,8 @@ class Api:
             Route("/api/usage", self.usage),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
+            Route("/v1/session-events", self.session_events, methods=["POST"]),
+            Route("/v1/session-records", self.session_records),
         ]
 
     def _follow_transcript(self, path: str | None) -> None:
@@ -388,8 +408,12 @@ class Api:
             chosen = sorted(self._live(request), key=lambda s: -s.last_activity)
         return json_response({
             "active_count": sum(1 for s in chosen if s.live),
-            "sessions": [session_view(s, self.engine) for s in chosen],
+            "sessions": [self._view(s) for s in chosen],
         })  # fmt: skip
+
+    def _view(self, snap: SessionSnapshot) -> dict[str, object]:
+        """A session as the JSON API shows it: with ``is_me`` (the daemon's own user)."""
+        return {**session_view(snap, self.engine), "is_me": snap.user == self.daemon.user}
 
     async def session_detail(self, request: Request) -> Response:
         sid = request.path_params["session_id"]
@@ -403,7 +427,7 @@ class Api:
         user = request.query_params.get("user") or None
         if snap is None or (user is not None and snap.user != user):
             return problem(404, "no such session", "session_id")
-        return json_response({**session_view(snap, self.engine),
+        return json_response({**self._view(snap),
                               "events": [event_view(e) for e in events]})  # fmt: skip
 
     async def tool_use(self, request: Request) -> Response:
@@ -478,6 +502,48 @@ class Api:
             return json_response(await asyncio.to_thread(compute))
         except NotKeptError as exc:  # older than the daemon keeps: the CLI reads transcripts
             return problem(422, exc.detail, exc.field)
+
+    # -- session history (contextd.records) ------------------------------------------------
+
+    async def session_events(self, request: Request) -> Response:
+        """``POST /v1/session-events``: one session record, or ``{"records": [...]}``; stored
+        idempotently (a record whose key is there is a duplicate); 202 once committed."""
+        history = self.daemon.history
+        if history is None:
+            return problem(503, "the record store is not open yet")
+        body = await request.body()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return problem(400, "request body is not valid JSON", "body")
+        try:
+            if isinstance(data, dict) and "records" in data:
+                records = parse(body, RecordBatch).records
+            else:
+                records = [parse(body, SessionRecord)]
+        except RequestError as exc:
+            return exc.response()
+        added = await asyncio.to_thread(history.store.add, records)
+        return json_response({"accepted": added.accepted, "duplicates": added.duplicates}, 202)
+
+    async def session_records(self, request: Request) -> Response:
+        """``GET /v1/session-records?user=&project=&since=&until=&limit=`` (times: epoch
+        seconds): stored records, oldest first, each with ``is_me``."""
+        history = self.daemon.history
+        if history is None:
+            return problem(503, "the record store is not open yet")
+        params = request.query_params
+        try:
+            since, until = _float_param(request, "since"), _float_param(request, "until")
+            limit = min(10_000, max(1, _int_param(request, "limit", 1000)))
+        except RequestError as exc:
+            return exc.response()
+        query = RecordQuery(identity=params.get("user") or None, since=since, until=until,
+                            project=params.get("project") or None, limit=limit)  # fmt: skip
+        found = await asyncio.to_thread(history.store.records, query)
+        me = self.daemon.user
+        return json_response({"records": [{**r.as_json(), "is_me": r.identity_hash == me}
+                                          for r in found]})  # fmt: skip
 
     async def healthz(self, request: Request) -> Response:
         daemon = self.daemon

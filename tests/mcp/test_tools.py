@@ -356,6 +356,7 @@ def test_resources_show_sessions_and_the_prompt_points_at_context_status(
     assert [(s["session_id"], s["is_me"]) for s in sessions] == [(SID, True)]
     view = session(api)
     del view["events"]
+    assert view.pop("is_me") is True  # the JSON API's own flag (the daemon's user)
     assert orjson.loads(one) == view
     assert SID3 in missing
     assert "context_status" in prompt
