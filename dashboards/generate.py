@@ -134,16 +134,16 @@ def overview() -> Iterator[Builder[models.Panel]]:
 
 def block() -> Iterator[Builder[models.Panel]]:
     """The active 5-hour usage block of each machine (the gauges carry no session labels)."""
-    for title, metric, unit, span in (
-        ("Block tokens", names.BLOCK_TOKENS, "short", 4),
-        ("Block cost", names.BLOCK_COST, "currencyUSD", 4),
-        ("Block burn rate (tokens/min)", names.BLOCK_BURN_RATE, "short", 4),
-        ("Projected tokens at block end", names.BLOCK_PROJECTED_TOKENS, "short", 4),
-        ("Projected cost at block end", names.BLOCK_PROJECTED_COST, "currencyUSD", 4),
-        ("Block time left", names.BLOCK_REMAINING, "s", 4),
+    for title, metric, unit in (  # six panels, 4 columns each: one full row
+        ("Block tokens", names.BLOCK_TOKENS, "short"),
+        ("Block cost", names.BLOCK_COST, "currencyUSD"),
+        ("Block burn rate (tokens/min)", names.BLOCK_BURN_RATE, "short"),
+        ("Projected tokens at block end", names.BLOCK_PROJECTED_TOKENS, "short"),
+        ("Projected cost at block end", names.BLOCK_PROJECTED_COST, "currencyUSD"),
+        ("Block time left", names.BLOCK_REMAINING, "s"),
     ):
         yield with_targets(
-            stat.Panel().title(title).unit(unit).height(4).span(span)
+            stat.Panel().title(title).unit(unit).height(4).span(4)
             .description(metric.help),
             [Query(f"{metric.name} and on (instance) ({names.BLOCK_ACTIVE.name} == 1)",
                    legend="{{instance}}", instant=True)],

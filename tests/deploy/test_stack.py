@@ -23,6 +23,7 @@ import pytest
 
 from contextd.config import DEFAULT_PORT
 from contextd.exporters import names
+from tests.mcp.test_unix_socket import status_line
 from tests.promql_servers import (
     VICTORIA_METRICS,
     PromQLServer,
@@ -35,14 +36,6 @@ from tests.served import Served
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 SID = "5a7c0d1e-0000-4000-8000-00000000beef"
-
-
-def status_line(daemon: Served, tokens: int) -> None:
-    usage = {"input_tokens": 5, "cache_creation_input_tokens": 0,
-             "cache_read_input_tokens": tokens - 5, "output_tokens": 9}  # fmt: skip
-    body = {"session_id": SID, "cwd": "/home/u/stacked", "model": {"id": "claude-opus-4-6"},
-            "context_window": {"context_window_size": 200_000, "current_usage": usage}}  # fmt: skip
-    assert daemon.post("/api/statusline", body)[0] == 200
 
 
 def contextd(daemon: Served, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,7 +65,7 @@ def daemon(tmp_path: Path) -> Iterator[Served]:
 def test_stack_starts_victoria_metrics_that_scrapes_the_daemon(daemon: Served) -> None:
     require_binary(VICTORIA_METRICS)
     listen = f"127.0.0.1:{free_port()}"
-    status_line(daemon, 123_456)
+    status_line(daemon, SID, 123_456)
     started = contextd(daemon, "stack", "start", "--listen", listen)
     try:
         assert started.returncode == 0, started.stderr
@@ -129,7 +122,7 @@ def test_the_deploy_scrape_config_as_is_scrapes_a_daemon_on_the_default_port(
     served = Served(tmp_path, port=DEFAULT_PORT)
     served.start()
     try:
-        status_line(served, 77_777)
+        status_line(served, SID, 77_777)
         config = (REPO / "deploy" / "victoriametrics" / "scrape.yml").read_text()
         with running_victoria_metrics(tmp_path / "vm", scrape_config=config) as vm:
             assert scraped_context(vm, 77_777) == 77_777
