@@ -121,6 +121,9 @@ class Forwarder:
     async def run(self, idle: float = 30.0) -> None:
         """Deliver forever: when woken (new records), after a backoff, or every ``idle``."""
         while True:
+            # Cleared before reading the outbox, not after: records queued while a send runs
+            # set it again, and are sent next instead of waiting out ``idle``.
+            self.wake.clear()
             try:
                 await asyncio.to_thread(self.send_pending)
             except SourceError as exc:
@@ -129,7 +132,6 @@ class Forwarder:
                     log.warning("%s (attempt %d; records kept in the outbox)", exc, self.failures)
             else:
                 self.failures = 0
-            self.wake.clear()
             wait = self.delay() if self.failures else idle
             if self.failures:  # a backoff is not cut short by new records
                 await asyncio.sleep(wait)

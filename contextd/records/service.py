@@ -165,8 +165,6 @@ class History:
         for snap in sessions:
             if self._hash(snap.session_id) in recorded:
                 self._pending.pop(snap.session_id, None)
-        if self.forwarder is not None:
-            self.forwarder.wake.set()
         return records
 
     def sweep(self, now: float) -> int:
@@ -200,6 +198,10 @@ class History:
                     chunk = due[start : start + BATCH]
                     written = await asyncio.to_thread(self.record, chunk, now)
                     log.info("recorded %d ended sessions", len(written))
+                    if written and self.forwarder is not None:
+                        # Here, on the event loop: an asyncio.Event set from the thread
+                        # ``record`` runs on wakes nobody until the loop next turns.
+                        self.forwarder.wake.set()
                 if now - swept_at >= 3600 and self.config.retention_days is not None:
                     removed = await asyncio.to_thread(self.sweep, now)
                     swept_at = now
